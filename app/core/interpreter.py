@@ -1,0 +1,552 @@
+"""The reducer: ``step(chart, snapshot, event) -> StepResult(snapshot, commands, trace)``.
+
+It follows the SCXML algorithm (as XState does): select transitions, remove conflicts,
+microstep (exit set, transition content, entry set), then eventless ``always`` transitions
+and raised done events until stable. Pure: no clock, no I/O, no randomness; time comes
+from ``event.occurred_at``. Every run-time error becomes status ``failed``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from app.core import paths
+from app.core.errors import StepFailure
+from app.core.model import NO_ACTIONS, ROOT, Chart, StateNode, Transition
+from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
+from app.core.snapshot import PendingDispatch, Snapshot
+from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START, TIMER_PREFIX, Command, Event
+
+Outcome = Literal["applied", "ignored", "duplicate", "rejected", "failed"]
+
+
+@dataclass(frozen=True, slots=True)
+class StepTrace:
+    """What a step did, for the journal, the simulator and debugging."""
+
+    outcome: Outcome
+    event_type: str
+    seq: int | None
+    reason: str | None = None
+    transitions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @property
+    def ignored(self) -> bool:
+        return self.outcome == "ignored"
+
+    @property
+    def accepted(self) -> bool:
+        """Journaled with a seq: everything but duplicates and rejections."""
+        return self.outcome in ("applied", "ignored", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class StepResult:
+    snapshot: Snapshot | None
+    commands: tuple[Command, ...]
+    trace: StepTrace
+
+
+def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
+    """Apply one event to one instance. Never raises for a valid chart and a valid envelope."""
+    if snapshot is None:
+        if event.type != START:
+            return _rejected(None, event, "no such instance: the first event must be $start")
+        problem = _payload_problem(chart, event)
+        return _rejected(None, event, problem) if problem else _start(chart, event)
+    if event.event_id in snapshot.recent_event_ids:
+        return StepResult(snapshot, (), StepTrace("duplicate", event.type, None, "already applied"))
+    problem = _payload_problem(chart, event)
+    if problem:
+        return _rejected(snapshot, event, problem)
+    base = snapshot.with_delivery(event.event_id, event.occurred_at)
+    if not snapshot.is_active:
+        return _ignored(base, event, f"instance is {snapshot.status}")
+    if event.type == START:
+        return _ignored(base, event, "instance already started")
+    return _deliver(chart, base, event)
+
+
+# -- entry points per kind of event ------------------------------------------------------
+
+
+def _start(chart: Chart, event: Event) -> StepResult:
+    data = {**chart.initial_data, **event.payload}
+    base = Snapshot(
+        workflow=chart.workflow,
+        version=chart.version,
+        instance_id=event.instance_id,
+        status="active",
+        configuration=(),
+        data=chart.initial_data,
+        seq=1,
+        history={},
+        timers=(),
+        pending=(),
+        completed_effects=(),
+        recent_event_ids=(event.event_id,),
+        updated_at=event.occurred_at,
+    )
+    run = MacrostepRun(chart, base, event, {ROOT})
+    run.data = data
+    initial = Transition(
+        0, ROOT, None, (chart.root.initial or "",), None, None, NO_ACTIONS, False, chart.root.line
+    )
+    return _run_macrostep(chart, base, run, lambda: _initial_entry(run, initial))
+
+
+def _deliver(chart: Chart, base: Snapshot, event: Event) -> StepResult:
+    run = MacrostepRun(chart, base, event, full_configuration(chart, base.configuration))
+    if event.type == CANCEL:
+        return _run_macrostep(chart, base, run, lambda: _cancel(run))
+    if event.type.startswith(TIMER_PREFIX):
+        timer = next((t for t in base.timers if _timer_matches(t.id, t.event, event)), None)
+        if timer is None:
+            return _ignored(base, event, "timer is no longer armed")
+        run.timers.remove(timer)
+    elif _is_result(chart, event.type):
+        pending = _matching_dispatch(base, event)
+        if pending is None:
+            return _ignored(base, event, "result for a dispatch that is no longer pending")
+        run.settle(pending, event.type)
+    return _run_macrostep(chart, base, run, lambda: _handle_external(run, event.type))
+
+
+def _handle_external(run: MacrostepRun, event_type: str) -> bool:
+    enabled = select_transitions(run, event_type)
+    if not enabled:
+        return False
+    microstep(run, enabled)
+    stabilize(run)
+    return True
+
+
+def _initial_entry(run: MacrostepRun, initial: Transition) -> bool:
+    enter_states(run, [initial])
+    stabilize(run)
+    return True
+
+
+def _cancel(run: MacrostepRun) -> bool:
+    exit_states(run, sorted(run.config - {ROOT}, key=_exit_key(run.chart)))
+    run.finish("cancelled", None)
+    return True
+
+
+def _run_macrostep(chart: Chart, base: Snapshot, run: MacrostepRun, body: object) -> StepResult:
+    """Run ``body``; turn a run-time error into status ``failed`` keeping the last valid state."""
+    try:
+        changed = body()  # type: ignore[operator]
+        if changed:
+            _check_data_schema(chart, run)
+    except StepFailure as failure:
+        return _failed(chart, base, run, str(failure))
+    if not changed:
+        # Settling a result or consuming a timer is still recorded, but nothing else moves.
+        quiet = replace(base, timers=tuple(run.timers), pending=tuple(run.pending),
+                        completed_effects=tuple(run.completed))
+        return _ignored(quiet, run.event, "no transition selected")
+    return _applied(chart, base, run)
+
+
+# -- outcomes ------------------------------------------------------------------------------
+
+
+def _applied(chart: Chart, base: Snapshot, run: MacrostepRun) -> StepResult:
+    commands = list(run.commands)
+    if run.status in ("failed", "cancelled"):
+        commands += compensation_commands(chart, base.instance_id, base.seq, run.completed, 1)
+    configuration = atomic_configuration(chart, run.config) if run.status != "cancelled" else ()
+    snapshot = replace(
+        base,
+        status=run.status,
+        configuration=configuration,
+        data=run.data,
+        history=dict(run.history),
+        timers=tuple(run.timers),
+        pending=tuple(run.pending),
+        completed_effects=tuple(run.completed),
+        reason=_final_reason(run),
+    )
+    trace = StepTrace("applied", run.event.type, base.seq, None, tuple(run.taken))
+    return StepResult(snapshot, tuple(commands), trace)
+
+
+def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> StepResult:
+    """Discard the step's changes; keep the last valid data and configuration; compensate."""
+    completed = list(run.completed)
+    commands = compensation_commands(chart, base.instance_id, base.seq, completed, 1)
+    snapshot = replace(
+        base,
+        status="failed",
+        timers=(),
+        pending=(),
+        completed_effects=tuple(completed),
+        reason=reason,
+    )
+    return StepResult(snapshot, tuple(commands), StepTrace("failed", run.event.type, base.seq, reason))
+
+
+def _ignored(base: Snapshot, event: Event, reason: str) -> StepResult:
+    return StepResult(base, (), StepTrace("ignored", event.type, base.seq, reason))
+
+
+def _rejected(snapshot: Snapshot | None, event: Event, reason: str) -> StepResult:
+    return StepResult(snapshot, (), StepTrace("rejected", event.type, None, reason))
+
+
+def _final_reason(run: MacrostepRun) -> str | None:
+    if run.status == "failed" and run.final_state:
+        return f"reached final state '{run.final_state}' (status failed)"
+    if run.status == "cancelled":
+        return "cancelled"
+    return None
+
+
+# -- SCXML: transition selection -----------------------------------------------------------
+
+
+def select_transitions(run: MacrostepRun, event_type: str | None) -> list[Transition]:
+    """For each active atomic state in document order, the first enabled transition found
+    from the state up through its ancestors; then conflicts are removed."""
+    chart = run.chart
+    enabled: list[Transition] = []
+    for atomic in _active_atomic(chart, run.config):
+        for path in (atomic, *chart.states[atomic].ancestors):
+            node = chart.states[path]
+            candidates = node.always if event_type is None else node.transitions.get(event_type, ())
+            chosen = next((t for t in candidates if _is_enabled(run, t)), None)
+            if chosen is not None:
+                if chosen not in enabled:
+                    enabled.append(chosen)
+                break
+    return remove_conflicting_transitions(run, enabled)
+
+
+def _is_enabled(run: MacrostepRun, transition: Transition) -> bool:
+    if transition.guard is not None:
+        predicate = run.chart.guards.get(transition.guard)
+        if predicate is None:
+            raise StepFailure(f"guard '{transition.guard}' is not registered")
+        try:
+            return bool(predicate(run.data, run.variables()["event"]))
+        except Exception as exc:
+            raise StepFailure(f"guard '{transition.guard}' raised {type(exc).__name__}: {exc}") from exc
+    if transition.when is not None:
+        verdict = transition.when.evaluate(run.variables())
+        if not isinstance(verdict, bool):
+            raise StepFailure(
+                f"'when' expression {transition.when.source!r} (line {transition.when.line}) "
+                f"returned {type(verdict).__name__}, not bool"
+            )
+        return verdict
+    return True
+
+
+def remove_conflicting_transitions(run: MacrostepRun, enabled: list[Transition]) -> list[Transition]:
+    """SCXML's removeConflictingTransitions: when two exit sets intersect, a transition from a
+    descendant preempts one from its ancestor; otherwise the earlier selection wins."""
+    kept: list[Transition] = []
+    exit_sets: dict[int, set[str]] = {}
+    for candidate in enabled:
+        candidate_exits = compute_exit_set(run, [candidate])
+        preempted = False
+        to_drop: list[Transition] = []
+        for earlier in kept:
+            if candidate_exits & exit_sets[earlier.order]:
+                if paths.is_descendant(candidate.source, earlier.source):
+                    to_drop.append(earlier)
+                else:
+                    preempted = True
+                    break
+        if not preempted:
+            kept = [t for t in kept if t not in to_drop]
+            kept.append(candidate)
+            exit_sets[candidate.order] = candidate_exits
+    return kept
+
+
+# -- SCXML: microstep ------------------------------------------------------------------------
+
+
+def microstep(run: MacrostepRun, enabled: list[Transition]) -> None:
+    run.microsteps += 1
+    if run.microsteps > MAX_MICROSTEPS:
+        raise StepFailure(
+            f"more than {MAX_MICROSTEPS} microsteps in one step: an 'always' loop never settles"
+        )
+    exit_states(run, sorted(compute_exit_set(run, enabled), key=_exit_key(run.chart)))
+    for transition in enabled:
+        run.taken.append((transition.source, transition.targets))
+        run.execute(transition.actions, _transition_owner(run, transition))
+    enter_states(run, enabled)
+
+
+def stabilize(run: MacrostepRun) -> None:
+    """Take eventless transitions until none is enabled, then raised done events, in order."""
+    while run.status == "active":
+        enabled = select_transitions(run, None)
+        if not enabled:
+            if not run.internal_queue:
+                return
+            enabled = select_transitions(run, run.internal_queue.popleft())
+            if not enabled:
+                continue
+        microstep(run, enabled)
+
+
+def compute_exit_set(run: MacrostepRun, transitions: list[Transition]) -> set[str]:
+    exits: set[str] = set()
+    for transition in transitions:
+        if transition.targets:
+            domain = transition_domain(run, transition)
+            exits.update(s for s in run.config if paths.is_descendant(s, domain))
+    return exits
+
+
+def transition_domain(run: MacrostepRun, transition: Transition) -> str:
+    """The innermost compound state (or root) that the transition stays inside."""
+    targets = effective_targets(run, transition)
+    source = transition.source
+    if (
+        transition.internal
+        and run.chart.states[source].is_compound
+        and all(paths.is_descendant(t, source) for t in targets)
+    ):
+        return source
+    return find_lcca(run.chart, [source, *targets])
+
+
+def find_lcca(chart: Chart, states: list[str]) -> str:
+    """Least common compound ancestor (SCXML findLCCA): parallel ancestors are skipped."""
+    head, rest = states[0], states[1:]
+    for ancestor in chart.states[head].ancestors:
+        node = chart.states[ancestor]
+        if (node.is_compound or ancestor == ROOT) and all(
+            paths.is_descendant(s, ancestor) for s in rest
+        ):
+            return ancestor
+    return ROOT
+
+
+def effective_targets(run: MacrostepRun, transition: Transition) -> list[str]:
+    """Targets with history states replaced by what they restore."""
+    found: list[str] = []
+    for target in transition.targets:
+        node = run.chart.states[target]
+        if node.is_history:
+            found.extend(run.history.get(target) or _history_default(run.chart, node))
+        else:
+            found.append(target)
+    return found
+
+
+def _history_default(chart: Chart, node: StateNode) -> tuple[str, ...]:
+    if node.history_default:
+        return node.history_default
+    parent = chart.states[node.parent or ROOT]
+    return (parent.initial,) if parent.initial else ()
+
+
+def _transition_owner(run: MacrostepRun, transition: Transition) -> str:
+    """Dispatches made by a transition belong to the outermost state it enters (so leaving
+    that state makes them stale); a targetless transition's to its source."""
+    if not transition.targets:
+        return transition.source
+    domain = transition_domain(run, transition)
+    target = effective_targets(run, transition)[0]
+    for path in (target, *run.chart.states[target].ancestors):
+        if run.chart.states[path].parent == domain:
+            return path
+    return transition.source
+
+
+# -- SCXML: exiting and entering -------------------------------------------------------------
+
+
+def exit_states(run: MacrostepRun, ordered: list[str]) -> None:
+    """Exit deepest first: record history, run exit actions, cancel owned timers/dispatches."""
+    chart = run.chart
+    leaving = set(ordered)
+    for path in ordered:
+        for child in chart.states[path].children:
+            history = chart.states[child]
+            if history.is_history:
+                run.history[child] = _recorded(run, path, deep=history.history_type == "deep")
+    for path in ordered:
+        node = chart.states[path]
+        if not node.exit.is_empty:
+            run.execute(node.exit, next(a for a in node.ancestors if a not in leaving))
+        run.cancel_owned_by(path)
+        run.config.discard(path)
+
+
+def _recorded(run: MacrostepRun, parent: str, deep: bool) -> tuple[str, ...]:
+    chart = run.chart
+    if deep:
+        found = (s for s in run.config if chart.states[s].is_atomic and paths.is_descendant(s, parent))
+    else:
+        found = (s for s in run.config if chart.states[s].parent == parent)
+    return tuple(sorted(found, key=lambda s: chart.states[s].order))
+
+
+def enter_states(run: MacrostepRun, enabled: list[Transition]) -> None:
+    chart = run.chart
+    to_enter = compute_entry_set(run, enabled)
+    for path in sorted(to_enter, key=lambda s: chart.states[s].order):
+        node = chart.states[path]
+        run.config.add(path)
+        run.execute(node.entry, path)
+        for timer in node.after:
+            run.arm(path, timer)
+        if node.is_final:
+            _on_final_entered(run, node)
+            if run.status != "active":
+                return
+
+
+def _on_final_entered(run: MacrostepRun, node: StateNode) -> None:
+    chart = run.chart
+    parent = node.parent or ROOT
+    if parent == ROOT:
+        run.finish("failed" if node.status == "failed" else "done", node.path)
+        return
+    run.internal_queue.append(f"$done.{parent}")
+    grandparent = chart.states[parent].parent
+    if grandparent is not None and chart.states[grandparent].is_parallel:
+        regions = [c for c in chart.states[grandparent].children if not chart.states[c].is_history]
+        if all(_in_final_state(run, region) for region in regions):
+            run.internal_queue.append(f"$done.{grandparent}")
+
+
+def _in_final_state(run: MacrostepRun, path: str) -> bool:
+    node = run.chart.states[path]
+    if node.is_compound:
+        return any(run.chart.states[c].is_final and c in run.config for c in node.children)
+    if node.is_parallel:
+        regions = [c for c in node.children if not run.chart.states[c].is_history]
+        return all(_in_final_state(run, c) for c in regions)
+    return False
+
+
+def compute_entry_set(run: MacrostepRun, transitions: list[Transition]) -> set[str]:
+    to_enter: set[str] = set()
+    for transition in transitions:
+        if not transition.targets:
+            continue
+        for target in transition.targets:
+            _add_descendants(run, target, to_enter)
+        domain = transition_domain(run, transition)
+        for target in effective_targets(run, transition):
+            _add_ancestors(run, target, domain, to_enter)
+    return to_enter
+
+
+def _add_descendants(run: MacrostepRun, path: str, to_enter: set[str]) -> None:
+    chart = run.chart
+    node = chart.states[path]
+    if node.is_history:
+        parent = node.parent or ROOT
+        restored = run.history.get(path) or _history_default(chart, node)
+        for state in restored:
+            _add_descendants(run, state, to_enter)
+        for state in restored:
+            _add_ancestors(run, state, parent, to_enter)
+        return
+    to_enter.add(path)
+    if node.is_compound and node.initial:
+        _add_descendants(run, node.initial, to_enter)
+        _add_ancestors(run, node.initial, path, to_enter)
+    elif node.is_parallel:
+        _enter_missing_regions(run, node, to_enter)
+
+
+def _add_ancestors(run: MacrostepRun, path: str, until: str, to_enter: set[str]) -> None:
+    chart = run.chart
+    for ancestor in chart.states[path].ancestors:
+        if ancestor == until or ancestor == ROOT:
+            return
+        to_enter.add(ancestor)
+        node = chart.states[ancestor]
+        if node.is_parallel:
+            _enter_missing_regions(run, node, to_enter)
+
+
+def _enter_missing_regions(run: MacrostepRun, node: StateNode, to_enter: set[str]) -> None:
+    for region in node.children:
+        if run.chart.states[region].is_history:
+            continue
+        if not any(paths.is_descendant(s, region) or s == region for s in to_enter):
+            _add_descendants(run, region, to_enter)
+
+
+# -- configuration helpers -----------------------------------------------------------------
+
+
+def full_configuration(chart: Chart, atomic: tuple[str, ...]) -> set[str]:
+    """Active states with their ancestors (and the root)."""
+    config = {ROOT}
+    for path in atomic:
+        config.add(path)
+        config.update(chart.states[path].ancestors)
+    return config
+
+
+def atomic_configuration(chart: Chart, config: set[str]) -> tuple[str, ...]:
+    return tuple(sorted(s for s in config if s != ROOT and chart.states[s].is_atomic))
+
+
+def _active_atomic(chart: Chart, config: set[str]) -> list[str]:
+    atomic = [s for s in config if s != ROOT and chart.states[s].is_atomic]
+    return sorted(atomic, key=lambda s: chart.states[s].order)
+
+
+def _exit_key(chart: Chart) -> object:
+    return lambda s: -chart.states[s].order
+
+
+# -- events ----------------------------------------------------------------------------------
+
+
+def _is_result(chart: Chart, event_type: str) -> bool:
+    base, dot, suffix = event_type.rpartition(".")
+    return bool(dot) and f".{suffix}" in RESULT_SUFFIXES and base in chart.dispatch_names
+
+
+def _matching_dispatch(snapshot: Snapshot, event: Event) -> PendingDispatch | None:
+    """The pending dispatch a result answers: by dispatch id, else the oldest of that name."""
+    name = event.type.rpartition(".")[0]
+    for pending in snapshot.pending:
+        if pending.name != name:
+            continue
+        if event.dispatch_id is None or pending.dispatch_id == event.dispatch_id:
+            return pending
+    return None
+
+
+def _timer_matches(timer_id: str, timer_event: str, event: Event) -> bool:
+    if event.timer_id is not None:
+        return timer_id == event.timer_id
+    return timer_event == event.type
+
+
+def _payload_problem(chart: Chart, event: Event) -> str | None:
+    validator = chart.validators.get(event.type)
+    if validator is None:
+        return None
+    error = next(iter(validator.iter_errors(dict(event.payload))), None)
+    if error is None:
+        return None
+    where = "/".join(str(p) for p in error.absolute_path) or "payload"
+    return f"payload of {event.type} fails its declared schema at {where}: {error.message}"
+
+
+def _check_data_schema(chart: Chart, run: MacrostepRun) -> None:
+    validator = chart.validators.get("$data")
+    if validator is None:
+        return
+    error = next(iter(validator.iter_errors(run.data)), None)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "data"
+        raise StepFailure(f"data fails data_schema at {where}: {error.message}")

@@ -1,0 +1,159 @@
+"""Stage 3 of loading: the immutable chart model (frozen dataclasses).
+
+States are addressed by dotted path from the root; the root itself has the path ``""`` and
+is an implicit compound state whose children are the document's top-level states.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from app.core.expressions import Expr
+from app.core.guards import GuardRegistry
+from app.spi.envelopes import DispatchKind, DispatchMode, RetryPolicy
+
+StateType = Literal["atomic", "compound", "parallel", "final", "history"]
+ROOT = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Assignment:
+    """``assign: {path: expr}``: set ``data.<path>`` to the expression's value."""
+
+    path: tuple[str, ...]
+    expr: Expr
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSpec:
+    """An effect or compute declared on a transition or in entry/exit actions."""
+
+    name: str
+    kind: DispatchKind
+    mode: DispatchMode
+    input: tuple[tuple[str, Expr], ...] | None
+    retry: RetryPolicy
+    timeout_ms: int | None
+    compensate: str | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class Actions:
+    """Executable content, run in this order: assignments, effects, computes."""
+
+    assign: tuple[Assignment, ...] = ()
+    effects: tuple[DispatchSpec, ...] = ()
+    computes: tuple[DispatchSpec, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.assign or self.effects or self.computes)
+
+
+NO_ACTIONS = Actions()
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One transition. ``order`` is its position in document order across the chart."""
+
+    order: int
+    source: str
+    event: str | None
+    targets: tuple[str, ...]
+    guard: str | None
+    when: Expr | None
+    actions: Actions
+    internal: bool
+    line: int
+
+    @property
+    def is_targetless(self) -> bool:
+        return not self.targets
+
+
+@dataclass(frozen=True, slots=True)
+class AfterTimer:
+    """One entry of a state's ``after`` list: a durable timer armed on entry."""
+
+    index: int
+    delay_ms: int
+    event: str
+    transition: Transition
+
+
+@dataclass(frozen=True, slots=True)
+class StateNode:
+    path: str
+    name: str
+    type: StateType
+    parent: str | None
+    children: tuple[str, ...]
+    initial: str | None
+    transitions: Mapping[str, tuple[Transition, ...]]
+    always: tuple[Transition, ...]
+    after: tuple[AfterTimer, ...]
+    entry: Actions
+    exit: Actions
+    history_type: Literal["shallow", "deep"] | None
+    history_default: tuple[str, ...]
+    status: Literal["done", "failed"] | None
+    order: int
+    ancestors: tuple[str, ...]
+    line: int
+
+    @property
+    def is_atomic(self) -> bool:
+        return self.type in ("atomic", "final")
+
+    @property
+    def is_compound(self) -> bool:
+        return self.type == "compound"
+
+    @property
+    def is_parallel(self) -> bool:
+        return self.type == "parallel"
+
+    @property
+    def is_final(self) -> bool:
+        return self.type == "final"
+
+    @property
+    def is_history(self) -> bool:
+        return self.type == "history"
+
+
+@dataclass(frozen=True)
+class Chart:
+    """A loaded, validated workflow type. Build it with :func:`app.core.loader.load_chart`."""
+
+    workflow: str
+    version: int
+    description: str
+    file: str
+    initial_data: Mapping[str, Any]
+    data_schema: Mapping[str, Any] | None
+    events: Mapping[str, Mapping[str, Any]]
+    states: Mapping[str, StateNode]
+    dispatch_names: frozenset[str]
+    guards: GuardRegistry = field(compare=False, repr=False)
+    validators: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
+
+    @property
+    def root(self) -> StateNode:
+        return self.states[ROOT]
+
+    def state(self, path: str) -> StateNode:
+        return self.states[path]
+
+    def transitions(self) -> list[Transition]:
+        """Every transition of the chart, in document order."""
+        found: list[Transition] = []
+        for node in self.states.values():
+            for group in node.transitions.values():
+                found.extend(group)
+            found.extend(node.always)
+        return sorted(found, key=lambda t: t.order)

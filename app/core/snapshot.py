@@ -1,0 +1,162 @@
+"""The instance snapshot: everything the reducer knows about one workflow instance.
+
+Snapshots are frozen and hold plain JSON-able values; ``to_dict``/``from_dict`` round-trip
+them without loss, and :func:`dumps` gives the canonical bytes used to compare replays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, cast
+
+from app.spi.envelopes import DispatchKind, DispatchMode, InstanceStatus, JsonObject, JsonValue
+
+DEDUP_WINDOW = 64
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    """An armed ``after`` timer; it fires as ``event`` at ``deadline`` unless cancelled."""
+
+    id: str
+    deadline: str
+    event: str
+    state: str
+    index: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingDispatch:
+    """An awaited effect or compute whose result has not arrived yet.
+
+    ``owner`` is the state whose exit makes the dispatch stale; ``""`` is the instance.
+    ``input`` is kept only for effects that declare ``compensate``.
+    """
+
+    dispatch_id: str
+    name: str
+    kind: DispatchKind
+    mode: DispatchMode
+    attempt: int
+    owner: str
+    compensate: str | None = None
+    input: JsonObject | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedEffect:
+    """A finished effect that declared ``compensate`` (kept for the saga)."""
+
+    dispatch_id: str
+    name: str
+    compensate: str
+    input: JsonObject
+    result: JsonValue
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    workflow: str
+    version: int
+    instance_id: str
+    status: InstanceStatus
+    configuration: tuple[str, ...]
+    data: Mapping[str, Any]
+    seq: int
+    history: Mapping[str, tuple[str, ...]]
+    timers: tuple[Timer, ...]
+    pending: tuple[PendingDispatch, ...]
+    completed_effects: tuple[CompletedEffect, ...]
+    recent_event_ids: tuple[str, ...]
+    updated_at: str
+    reason: str | None = None
+
+    @property
+    def is_active(self) -> bool:
+        return self.status == "active"
+
+    def with_delivery(self, event_id: str, occurred_at: str) -> Snapshot:
+        """This snapshot after one more delivered event: next seq, id remembered."""
+        recent = (*self.recent_event_ids, event_id)[-DEDUP_WINDOW:]
+        return replace(self, seq=self.seq + 1, recent_event_ids=recent, updated_at=occurred_at)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "version": self.version,
+            "instance_id": self.instance_id,
+            "status": self.status,
+            "configuration": list(self.configuration),
+            "data": self.data,
+            "seq": self.seq,
+            "history": {key: list(value) for key, value in sorted(self.history.items())},
+            "timers": [_timer_dict(t) for t in self.timers],
+            "pending": [_pending_dict(p) for p in self.pending],
+            "completed_effects": [_completed_dict(c) for c in self.completed_effects],
+            "recent_event_ids": list(self.recent_event_ids),
+            "updated_at": self.updated_at,
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Snapshot:
+        return cls(
+            workflow=raw["workflow"],
+            version=int(raw["version"]),
+            instance_id=raw["instance_id"],
+            status=cast(InstanceStatus, raw["status"]),
+            configuration=tuple(raw["configuration"]),
+            data=raw["data"],
+            seq=int(raw["seq"]),
+            history={key: tuple(value) for key, value in raw["history"].items()},
+            timers=tuple(Timer(**t) for t in raw["timers"]),
+            pending=tuple(PendingDispatch(**p) for p in raw["pending"]),
+            completed_effects=tuple(CompletedEffect(**c) for c in raw["completed_effects"]),
+            recent_event_ids=tuple(raw["recent_event_ids"]),
+            updated_at=raw["updated_at"],
+            reason=raw.get("reason"),
+        )
+
+
+def dumps(snapshot: Snapshot) -> str:
+    """Canonical JSON text of a snapshot (sorted keys, no spaces)."""
+    return json.dumps(snapshot.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def loads(text: str | bytes) -> Snapshot:
+    return Snapshot.from_dict(json.loads(text))
+
+
+def _timer_dict(timer: Timer) -> dict[str, Any]:
+    return {
+        "id": timer.id,
+        "deadline": timer.deadline,
+        "event": timer.event,
+        "state": timer.state,
+        "index": timer.index,
+    }
+
+
+def _pending_dict(pending: PendingDispatch) -> dict[str, Any]:
+    return {
+        "dispatch_id": pending.dispatch_id,
+        "name": pending.name,
+        "kind": pending.kind,
+        "mode": pending.mode,
+        "attempt": pending.attempt,
+        "owner": pending.owner,
+        "compensate": pending.compensate,
+        "input": pending.input,
+    }
+
+
+def _completed_dict(done: CompletedEffect) -> dict[str, Any]:
+    return {
+        "dispatch_id": done.dispatch_id,
+        "name": done.name,
+        "compensate": done.compensate,
+        "input": done.input,
+        "result": done.result,
+    }

@@ -1,0 +1,23 @@
+"""Pure contracts: envelopes, ports and the SPI's root exception. Imports nothing of ours."""
+
+from app.spi.envelopes import (
+    Command,
+    DispatchKind,
+    DispatchMode,
+    Event,
+    InstanceStatus,
+    JsonValue,
+    RetryPolicy,
+)
+from app.spi.errors import SpiError
+
+__all__ = [
+    "Command",
+    "DispatchKind",
+    "DispatchMode",
+    "Event",
+    "InstanceStatus",
+    "JsonValue",
+    "RetryPolicy",
+    "SpiError",
+]

@@ -1,0 +1,103 @@
+"""Frozen envelopes that cross every boundary: inbound events and outbound commands.
+
+They hold plain JSON-able values only, so that every adapter (in-memory, Avro on Kafka,
+JSON lines for the simulator) can carry them without loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeAlias
+
+JsonValue: TypeAlias = (
+    None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+)
+JsonObject: TypeAlias = Mapping[str, JsonValue]
+
+InstanceStatus = Literal["active", "done", "failed", "cancelled"]
+DispatchKind = Literal["effect", "compute"]
+DispatchMode = Literal["await", "fire_and_forget"]
+
+START = "$start"
+CANCEL = "$cancel"
+TIMER_PREFIX = "$after."
+RESULT_SUFFIXES = (".done", ".failed", ".timeout")
+
+
+def instance_key(workflow_type: str, instance_id: str) -> str:
+    """The Kafka key of every record about one instance: ``workflowType:instanceId``."""
+    return f"{workflow_type}:{instance_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event addressed to one workflow instance.
+
+    ``occurred_at`` is an ISO-8601 UTC timestamp; it is the only clock the reducer sees.
+    ``dispatch_id`` ties a result event (``<name>.done|failed|timeout``) to its command and
+    ``timer_id`` ties a timer firing to the armed timer, so stale ones can be told apart.
+    """
+
+    workflow_type: str
+    instance_id: str
+    type: str
+    event_id: str
+    occurred_at: str
+    payload: JsonObject = field(default_factory=dict)
+    dispatch_id: str | None = None
+    timer_id: str | None = None
+    causation_id: str | None = None
+    correlation_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.workflow_type, self.instance_id)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a worker retries a failed or timed-out attempt of a dispatch."""
+
+    max_attempts: int = 3
+    backoff: Literal["fixed", "exponential"] = "exponential"
+    initial_ms: int = 1_000
+    max_ms: int = 60_000
+
+    def delay_before_attempt_ms(self, attempt: int) -> int:
+        """Back-off before ``attempt`` (2, 3, ...); attempt 1 starts at once."""
+        if attempt <= 1:
+            return 0
+        if self.backoff == "fixed":
+            return self.initial_ms
+        return int(min(self.max_ms, self.initial_ms * 2 ** (attempt - 2)))
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """An effect or compute for a worker to run, produced by a step of the reducer.
+
+    ``command_id`` is deterministic (instance, seq, position) so that a re-emitted command
+    after a crash carries the same id, which workers use as the idempotency key.
+    """
+
+    command_id: str
+    workflow_type: str
+    instance_id: str
+    seq: int
+    kind: DispatchKind
+    name: str
+    mode: DispatchMode
+    input: JsonObject
+    retry: RetryPolicy
+    timeout_ms: int | None
+    compensate: str | None = None
+    compensation_of: str | None = None
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.workflow_type, self.instance_id)
+
+    @property
+    def dispatch_id(self) -> str:
+        return self.command_id
