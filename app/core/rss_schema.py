@@ -13,6 +13,7 @@ WORKFLOW_NAME = r"^[a-z][a-z0-9_]*$"
 DISPATCH_NAME = r"^[a-z_][a-z0-9_]*$"
 DATA_PATH = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
 EVENT_NAME = r"^[A-Za-z_][A-Za-z0-9_.:-]*$"
+DECLARED_EVENT_NAME = r"^(\$start|\$cancel|[A-Za-z_][A-Za-z0-9_.:-]*)$"
 
 _LITERAL_OR_CEL: dict[str, Any] = {"type": ["string", "number", "boolean", "null"]}
 
@@ -132,7 +133,7 @@ RSS_SCHEMA: dict[str, Any] = {
         "data_schema": {"type": "object"},
         "events": {
             "type": "object",
-            "propertyNames": {"pattern": EVENT_NAME},
+            "propertyNames": {"pattern": DECLARED_EVENT_NAME},
             "additionalProperties": {"type": ["object", "null"]},
         },
         "initial": {"type": "string"},

@@ -6,6 +6,7 @@ from app.spi.envelopes import (
     DispatchMode,
     Event,
     InstanceStatus,
+    JournalRecord,
     JsonValue,
     RetryPolicy,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "DispatchMode",
     "Event",
     "InstanceStatus",
+    "JournalRecord",
     "JsonValue",
     "RetryPolicy",
     "SpiError",

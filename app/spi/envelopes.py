@@ -54,6 +54,56 @@ class Event:
     def key(self) -> str:
         return instance_key(self.workflow_type, self.instance_id)
 
+    def to_dict(self) -> dict[str, JsonValue]:
+        return {
+            "workflow_type": self.workflow_type,
+            "instance_id": self.instance_id,
+            "type": self.type,
+            "event_id": self.event_id,
+            "occurred_at": self.occurred_at,
+            "payload": dict(self.payload),
+            "dispatch_id": self.dispatch_id,
+            "timer_id": self.timer_id,
+            "causation_id": self.causation_id,
+            "correlation_id": self.correlation_id,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, JsonValue]) -> Event:
+        payload = raw.get("payload") or {}
+        if not isinstance(payload, dict):
+            raise ValueError("event payload must be a JSON object")
+        return cls(
+            workflow_type=str(raw["workflow_type"]),
+            instance_id=str(raw["instance_id"]),
+            type=str(raw["type"]),
+            event_id=str(raw["event_id"]),
+            occurred_at=str(raw["occurred_at"]),
+            payload=payload,
+            dispatch_id=_optional_str(raw.get("dispatch_id")),
+            timer_id=_optional_str(raw.get("timer_id")),
+            causation_id=_optional_str(raw.get("causation_id")),
+            correlation_id=_optional_str(raw.get("correlation_id")),
+        )
+
+
+def _optional_str(value: JsonValue) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One accepted event in an instance's append-only journal, with its gapless seq."""
+
+    seq: int
+    event: Event
+    ignored: bool
+    status: InstanceStatus
+
+    @property
+    def key(self) -> str:
+        return self.event.key
+
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:

@@ -1,0 +1,1 @@
+"""The ``omninode`` command line."""

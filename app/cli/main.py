@@ -1,0 +1,131 @@
+"""``omninode``: validate, simulate and draw RSS workflows.
+
+Exit codes: 0 success, 2 bad input (invalid chart, malformed events file, unreadable file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from app.core.diagram import to_dot, to_mermaid
+from app.core.errors import ChartError, SimulationInputError
+from app.core.model import Chart
+from app.core.simulate import Simulator, parse_script
+from app.infra.chart_files import (
+    HandlerImportError,
+    chart_files,
+    handler_specs,
+    import_handlers,
+    read_chart,
+)
+
+EXIT_BAD_INPUT = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except (HandlerImportError, OSError) as exc:
+        print(f"omninode: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="omninode", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = commands.add_parser("validate", help="check RSS files; print file:line errors")
+    validate.add_argument("paths", nargs="+", help="RSS files or directories")
+    validate.set_defaults(handler=_validate)
+
+    simulate = commands.add_parser("simulate", help="run a chart over a JSON-lines events file")
+    simulate.add_argument("rss", help="the RSS file")
+    simulate.add_argument("events", help="JSON lines; the first is the $start event")
+    simulate.add_argument("--instance", default="sim-1", help="instance id (default: sim-1)")
+    simulate.set_defaults(handler=_simulate)
+
+    diagram = commands.add_parser("diagram", help="draw a chart as Mermaid or Graphviz DOT")
+    diagram.add_argument("rss", help="the RSS file")
+    diagram.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
+    diagram.add_argument("-o", "--output", help="write here instead of stdout")
+    diagram.set_defaults(handler=_diagram)
+    return parser
+
+
+def _load_one(path: str) -> Chart | None:
+    """Load a chart (after its handler modules), printing diagnostics on failure."""
+    import_handlers(handler_specs([path]))
+    try:
+        return read_chart(Path(path))
+    except ChartError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        return None
+
+
+def _validate(args: argparse.Namespace) -> int:
+    import_handlers(handler_specs(args.paths))
+    files = chart_files(args.paths)
+    if not files:
+        print("omninode: no RSS files (*.yaml, *.yml) found", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    failed = 0
+    seen: dict[tuple[str, int], Path] = {}
+    for path in files:
+        try:
+            chart = read_chart(path)
+        except ChartError as exc:
+            failed += 1
+            for diagnostic in exc.diagnostics:
+                print(diagnostic, file=sys.stderr)
+            continue
+        other = seen.setdefault((chart.workflow, chart.version), path)
+        if other != path:
+            failed += 1
+            print(f"{path}:1: workflow '{chart.workflow}' version {chart.version} is also "
+                  f"defined in {other}", file=sys.stderr)
+            continue
+        states = len(chart.states) - 1
+        print(f"ok  {path}  ({chart.workflow} v{chart.version}, {states} states)")
+    return EXIT_BAD_INPUT if failed else 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    chart = _load_one(args.rss)
+    if chart is None:
+        return EXIT_BAD_INPUT
+    try:
+        script = parse_script(Path(args.events).read_text(encoding="utf-8"), args.events)
+        simulator = Simulator(chart, file=args.events, instance_id=args.instance)
+        for row in simulator.run(script):
+            print(json.dumps(row, sort_keys=True), flush=True)
+    except SimulationInputError as exc:
+        print(exc.diagnostic, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    for note in simulator.notes:
+        print(note, file=sys.stderr)
+    return 0
+
+
+def _diagram(args: argparse.Namespace) -> int:
+    chart = _load_one(args.rss)
+    if chart is None:
+        return EXIT_BAD_INPUT
+    text = to_mermaid(chart) if args.format == "mermaid" else to_dot(chart)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,94 @@
+"""Reading RSS files and handler modules from disk (the I/O the pure core refuses to do)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+
+from app.core.errors import ChartError, Diagnostic
+from app.core.guards import GuardRegistry
+from app.core.loader import load_chart
+from app.core.model import Chart
+from app.core.router import ChartRegistry
+
+RSS_SUFFIXES = (".yaml", ".yml")
+
+
+class HandlerImportError(Exception):
+    """A handler module named in OMNINODE_HANDLERS (or beside the charts) failed to import."""
+
+
+def chart_files(paths: Iterable[str | Path]) -> list[Path]:
+    """RSS files named directly or found (recursively) in the given directories."""
+    found: list[Path] = []
+    for entry in map(Path, paths):
+        if entry.is_dir():
+            found.extend(sorted(p for p in entry.rglob("*") if p.suffix in RSS_SUFFIXES))
+        else:
+            found.append(entry)
+    return found
+
+
+def read_chart(path: Path, guards: GuardRegistry | None = None) -> Chart:
+    """Load one chart file; unreadable files become a ChartError like any other problem."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ChartError([Diagnostic(str(path), 1, f"cannot read: {exc}")]) from exc
+    return load_chart(text, str(path), guards)
+
+
+def load_registry(paths: Iterable[str | Path]) -> tuple[ChartRegistry, list[Diagnostic]]:
+    """Every chart under ``paths`` in one registry, plus the diagnostics of those that failed."""
+    registry = ChartRegistry()
+    problems: list[Diagnostic] = []
+    for path in chart_files(paths):
+        try:
+            registry.register(read_chart(path))
+        except ChartError as exc:
+            problems.extend(exc.diagnostics)
+        except Exception as exc:  # duplicate workflow/version across files
+            problems.append(Diagnostic(str(path), 1, str(exc)))
+    return registry, problems
+
+
+def handler_specs(chart_paths: Iterable[str | Path]) -> list[str]:
+    """Handler modules to import: OMNINODE_HANDLERS if set, else the ``*.py`` beside the charts."""
+    configured = os.environ.get("OMNINODE_HANDLERS", "").strip()
+    if configured:
+        return [part.strip() for part in configured.split(",") if part.strip()]
+    folders: set[Path] = set()
+    for entry in map(Path, chart_paths):
+        folders.add(entry if entry.is_dir() else entry.parent)
+    return sorted(str(p) for folder in folders if folder.is_dir() for p in folder.glob("*.py"))
+
+
+def import_handlers(specs: Iterable[str]) -> list[ModuleType]:
+    """Import each module name or ``.py`` file; failures raise HandlerImportError."""
+    return [_import_one(spec) for spec in specs]
+
+
+def _import_one(spec: str) -> ModuleType:
+    try:
+        if spec.endswith(".py"):
+            path = Path(spec).resolve()
+            name = f"omninode_handlers.{path.stem}_{abs(hash(str(path))) % 10**8}"
+            if name in sys.modules:
+                return sys.modules[name]
+            module_spec = importlib.util.spec_from_file_location(name, path)
+            if module_spec is None or module_spec.loader is None:
+                raise HandlerImportError(f"cannot import handler file {spec}")
+            module = importlib.util.module_from_spec(module_spec)
+            sys.modules[name] = module
+            module_spec.loader.exec_module(module)
+            return module
+        return importlib.import_module(spec)
+    except HandlerImportError:
+        raise
+    except Exception as exc:
+        raise HandlerImportError(f"cannot import handler module {spec}: {type(exc).__name__}: {exc}") from exc
