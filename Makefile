@@ -1,0 +1,30 @@
+.DEFAULT_GOAL := help
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+setup: ## Create .venv and install the project with dev and bench extras
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+
+test: ## Run the test suite
+	$(PY) -m pytest -q
+
+lint: ## ruff, mypy (strict on app/), import-linter layer contracts
+	$(PY) -m ruff check app tests bench
+	$(PY) -m mypy
+	$(VENV)/bin/lint-imports
+
+validate: ## Validate the example workflows in rss/
+	$(VENV)/bin/omninode validate rss/
+
+demo: ## Simulate the order-fulfilment example
+	$(VENV)/bin/omninode simulate rss/order_fulfillment.yaml tests/scenarios/order_fulfillment/happy.jsonl
+
+bench: ## Reducer benchmark against sismic and python-statemachine
+	$(PY) bench/reducer.py
+
+.PHONY: help setup test lint validate demo bench
