@@ -21,10 +21,13 @@ lint: ## ruff, mypy (strict on app/), import-linter layer contracts
 validate: ## Validate the example workflows in rss/
 	$(VENV)/bin/omninode validate rss/
 
-demo: ## Simulate the order-fulfilment example
+demo: ## Validate the examples and simulate the order-fulfilment saga
+	$(VENV)/bin/omninode validate rss/
 	$(VENV)/bin/omninode simulate rss/order_fulfillment.yaml tests/scenarios/order_fulfillment/happy.jsonl
+
+check: lint test ## Lint, then run the tests (what CI runs)
 
 bench: ## Reducer benchmark against sismic and python-statemachine
 	$(PY) bench/reducer.py
 
-.PHONY: help setup test lint validate demo bench
+.PHONY: help setup test lint check validate demo bench

@@ -30,8 +30,14 @@ def charts(draw: st.DrawFn) -> Chart:
         states[name] = draw(_state(name, all_paths, depth=0))
     states[names[-1]] = {"type": "final", "status": draw(st.sampled_from(["done", "failed"]))}
     all_paths = list(_walk(states, ""))
-    doc = {"rss": 1, "workflow": "rnd", "version": 1, "data": {"n": 0}, "initial": names[0],
-           "states": states}
+    doc = {
+        "rss": 1,
+        "workflow": "rnd",
+        "version": 1,
+        "data": {"n": 0},
+        "initial": names[0],
+        "states": states,
+    }
     # Make every top-level state reachable from the initial one.
     first = states[names[0]]
     first.setdefault("on", {}).update({f"JUMP_{n}": f"#{n}" for n in names[1:]})
@@ -41,11 +47,15 @@ def charts(draw: st.DrawFn) -> Chart:
 
 @st.composite
 def _state(draw: st.DrawFn, path: str, all_paths: list[str], depth: int) -> dict[str, Any]:
-    kind = draw(st.sampled_from(["atomic", "atomic", "compound", "parallel"] if depth < 2 else ["atomic"]))
+    kind = draw(
+        st.sampled_from(["atomic", "atomic", "compound", "parallel"] if depth < 2 else ["atomic"])
+    )
     node: dict[str, Any] = {}
     if kind in ("compound", "parallel"):
         count = draw(st.integers(min_value=2, max_value=3))
-        children = {f"c{i}": draw(_state(f"{path}.c{i}", all_paths, depth + 1)) for i in range(count)}
+        children = {
+            f"c{i}": draw(_state(f"{path}.c{i}", all_paths, depth + 1)) for i in range(count)
+        }
         node["states"] = children
         if kind == "parallel":
             node["type"] = "parallel"
@@ -55,17 +65,27 @@ def _state(draw: st.DrawFn, path: str, all_paths: list[str], depth: int) -> dict
                 children[f"c{count - 1}"] = {"type": "final"}
                 node["on_done"] = {"assign": {"done_count": "1"}}
             if draw(st.booleans()):
-                node["states"]["h"] = {"type": "history", "history": draw(st.sampled_from(["shallow", "deep"]))}
+                node["states"]["h"] = {
+                    "type": "history",
+                    "history": draw(st.sampled_from(["shallow", "deep"])),
+                }
             # every child reachable: the compound state itself can move to each one
             node["on"] = {f"GO_{c}": f"#{path}.{c}" for c in children if c not in ("c0", "h")}
     if draw(st.booleans()):
         node["entry"] = {"assign": {"n": draw(st.sampled_from(ASSIGNS))}}
     if draw(st.booleans()):
-        node["entry"] = {**node.get("entry", {}), "effects": [{"name": "work", "compensate": "undo"}]}
+        node["entry"] = {
+            **node.get("entry", {}),
+            "effects": [{"name": "work", "compensate": "undo"}],
+        }
         node.setdefault("on", {})["work.done"] = {"assign": {"worked": "true"}}
     if draw(st.booleans()):
-        node["after"] = [{"delay": draw(st.sampled_from(["0s", "1s", "15m"])),
-                          "when": draw(st.sampled_from(WHENS[:3]))}]
+        node["after"] = [
+            {
+                "delay": draw(st.sampled_from(["0s", "1s", "15m"])),
+                "when": draw(st.sampled_from(WHENS[:3])),
+            }
+        ]
     return node
 
 
@@ -122,7 +142,9 @@ def event_scripts(draw: st.DrawFn, chart: Chart) -> list[tuple[str, dict[str, An
     return [(draw(st.sampled_from(choices)), draw(payloads)) for _ in range(length)]
 
 
-def materialize(chart: Chart, snapshot: Snapshot | None, kind: str, payload: dict[str, Any], n: int) -> Event:
+def materialize(
+    chart: Chart, snapshot: Snapshot | None, kind: str, payload: dict[str, Any], n: int
+) -> Event:
     """Turn a scripted item into a concrete event for the current snapshot."""
     at = f"2026-01-01T00:{n // 60:02d}:{n % 60:02d}Z"
     if kind == "$timer" and snapshot is not None and snapshot.timers:

@@ -11,7 +11,9 @@ from app.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted(
-    p for p in (ROOT / "tests" / "scenarios").glob("*/*.jsonl") if not p.name.endswith(".expected.jsonl")
+    p
+    for p in (ROOT / "tests" / "scenarios").glob("*/*.jsonl")
+    if not p.name.endswith(".expected.jsonl")
 )
 
 
@@ -34,7 +36,9 @@ def test_validate_examples(capsys: pytest.CaptureFixture[str]) -> None:
     assert out.count("ok  ") == 3
 
 
-def test_validate_reports_file_line_and_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_validate_reports_file_line_and_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("rss: 1\nworkflow: w\nversion: 1\ninitial: a\nstates:\n  a: {on: {GO: b}}\n")
     code, _, err = run(capsys, "validate", str(bad))
@@ -49,7 +53,9 @@ def test_validate_unreadable_file(capsys: pytest.CaptureFixture[str], tmp_path: 
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda p: f"{p.parent.name}/{p.stem}")
-def test_simulate_matches_golden_journal(capsys: pytest.CaptureFixture[str], scenario: Path) -> None:
+def test_simulate_matches_golden_journal(
+    capsys: pytest.CaptureFixture[str], scenario: Path
+) -> None:
     """Replaying each example's script must reproduce its golden output exactly."""
     chart = ROOT / "rss" / f"{scenario.parent.name}.yaml"
     code, out, _ = run(capsys, "simulate", str(chart), str(scenario))
@@ -58,7 +64,16 @@ def test_simulate_matches_golden_journal(capsys: pytest.CaptureFixture[str], sce
     for line in out.splitlines():
         row = json.loads(line)
         assert list(row) == sorted(row)
-        assert set(row) == {"seq", "event", "ignored", "status", "configuration", "data", "effects", "computes"}
+        assert set(row) == {
+            "seq",
+            "event",
+            "ignored",
+            "status",
+            "configuration",
+            "data",
+            "effects",
+            "computes",
+        }
 
 
 def test_order_saga_compensates_in_reverse_order(capsys: pytest.CaptureFixture[str]) -> None:
@@ -88,7 +103,9 @@ def test_loan_deep_history_resumes_manual_review(capsys: pytest.CaptureFixture[s
     assert rows[-1]["status"] == "done"
 
 
-def test_simulate_rejects_invalid_chart_with_exit_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_simulate_rejects_invalid_chart_with_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("rss: 1\nworkflow: w\nversion: 1\ninitial: a\nstates:\n  a: {typo: 1}\n")
     events = tmp_path / "e.jsonl"
@@ -98,7 +115,9 @@ def test_simulate_rejects_invalid_chart_with_exit_2(capsys: pytest.CaptureFixtur
     assert err.startswith(f"{bad}:6: states.a: unknown key 'typo'")
 
 
-def test_simulate_reports_malformed_event_lines(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_simulate_reports_malformed_event_lines(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     events = tmp_path / "e.jsonl"
     events.write_text('{"type": "$start"}\n{"type": "PAY", "payload": [1]}\n')
     code, _, err = run(capsys, "simulate", str(ROOT / "rss/order_fulfillment.yaml"), str(events))
@@ -106,9 +125,13 @@ def test_simulate_reports_malformed_event_lines(capsys: pytest.CaptureFixture[st
     assert err.strip() == f"{events}:2: 'payload' must be a JSON object"
 
 
-def test_simulate_notes_rejected_events_on_stderr(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+def test_simulate_notes_rejected_events_on_stderr(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     events = tmp_path / "e.jsonl"
-    events.write_text('{"type": "PAY", "payload": {"amount": 1}}\n{"type": "$start", "payload": {"order_id": "o", "total": 1}}\n')
+    events.write_text(
+        '{"type": "PAY", "payload": {"amount": 1}}\n{"type": "$start", "payload": {"order_id": "o", "total": 1}}\n'
+    )
     code, out, err = run(capsys, "simulate", str(ROOT / "rss/order_fulfillment.yaml"), str(events))
     assert code == 0
     assert len(out.splitlines()) == 1
@@ -116,7 +139,9 @@ def test_simulate_notes_rejected_events_on_stderr(capsys: pytest.CaptureFixture[
 
 
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
-def test_diagram_draws_nested_clusters_and_labels(capsys: pytest.CaptureFixture[str], fmt: str) -> None:
+def test_diagram_draws_nested_clusters_and_labels(
+    capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
     code, out, _ = run(capsys, "diagram", str(ROOT / "rss/order_fulfillment.yaml"), "--format", fmt)
     assert code == 0
     if fmt == "mermaid":
@@ -124,9 +149,15 @@ def test_diagram_draws_nested_clusters_and_labels(capsys: pytest.CaptureFixture[
         assert 'state "fulfilment (parallel)" as fulfilment {' in out
         assert "\n        --\n" in out  # region separator
         assert "awaiting_payment --> charging : PAY [event.payload.amount >= data.total]" in out
-        assert "fulfilment__invoicing__pricing --> fulfilment__invoicing__invoiced : price_invoice.done / send_invoice (ff)" in out
+        assert (
+            "fulfilment__invoicing__pricing --> fulfilment__invoicing__invoiced : price_invoice.done / send_invoice (ff)"
+            in out
+        )
     else:
         assert out.startswith('digraph "order_fulfillment" {')
         assert 'subgraph "cluster_fulfilment" {' in out
         assert 'subgraph "cluster_fulfilment.packing" {' in out
-        assert '"charging" -> "fulfilment.__anchor" [label="charge_card.done", lhead="cluster_fulfilment"];' in out
+        assert (
+            '"charging" -> "fulfilment.__anchor" [label="charge_card.done", lhead="cluster_fulfilment"];'
+            in out
+        )

@@ -82,21 +82,21 @@ states:
 
 
 def test_external_transition_to_descendant_reenters_source() -> None:
-    d = drive(SELF.replace("target: p.c2", "target: \"#p.c2\""))
+    d = drive(SELF.replace("target: p.c2", 'target: "#p.c2"'))
     d.send("EXTERNAL")
     assert d.config == ("p.c2",)
     assert d.data["entries"] == 2
 
 
 def test_internal_transition_keeps_source_active() -> None:
-    d = drive(SELF.replace("target: p.c2", "target: \"#p.c2\""))
+    d = drive(SELF.replace("target: p.c2", 'target: "#p.c2"'))
     d.send("INTERNAL")
     assert d.config == ("p.c2",)
     assert d.data["entries"] == 1
 
 
 def test_targetless_transition_runs_actions_only() -> None:
-    d = drive(SELF.replace("target: p.c2", "target: \"#p.c2\""))
+    d = drive(SELF.replace("target: p.c2", 'target: "#p.c2"'))
     d.send("NOTHING")
     assert d.config == ("p.c1",)
     assert d.data == {"entries": 1, "touched": True}
@@ -173,7 +173,7 @@ def test_one_event_moves_both_regions() -> None:
 
 def test_parallel_completion_waits_for_every_region() -> None:
     body = PARALLEL.replace("l1: {on: {GO: l2, BOTH: l2}}", "l1: {on: {GO: l2, LEFT: l2}}")
-    d = drive(body.replace("r1: {on: {GO: r2, BOTH: \"#aborted\"}}", "r1: {on: {RIGHT: r2}}"))
+    d = drive(body.replace('r1: {on: {GO: r2, BOTH: "#aborted"}}', "r1: {on: {RIGHT: r2}}"))
     d.send("LEFT")
     assert d.config == ("work.left.l2", "work.right.r1")
     d.send("RIGHT")
@@ -271,6 +271,7 @@ def test_history_without_record_uses_parent_initial() -> None:
 
 # -- always, bounded loops ----------------------------------------------------------------
 
+
 def test_always_transitions_run_until_stable() -> None:
     d = drive(
         """\
@@ -293,7 +294,11 @@ states:
 
 
 def test_always_loop_is_bounded_and_fails_the_instance_with_a_reason() -> None:
-    d = Driver(chart(HEADER + "initial: a\nstates:\n  a: {on: {GO: b}}\n  b: {always: c}\n  c: {always: b}\n"))
+    d = Driver(
+        chart(
+            HEADER + "initial: a\nstates:\n  a: {on: {GO: b}}\n  b: {always: c}\n  c: {always: b}\n"
+        )
+    )
     d.send("$start")
     result = d.send("GO")
     assert result.trace.outcome == "failed"
@@ -352,7 +357,10 @@ def test_cancelled_timer_never_fires() -> None:
 
 
 def test_reentering_a_state_rearms_its_timer_with_a_new_id() -> None:
-    body = TIMED.replace("      ANSWER: answered\n  reminded", "      ANSWER: answered\n      POKE: waiting\n  reminded")
+    body = TIMED.replace(
+        "      ANSWER: answered\n  reminded",
+        "      ANSWER: answered\n      POKE: waiting\n  reminded",
+    )
     d = drive(body)
     assert d.snapshot is not None
     first = d.snapshot.timers[0]
@@ -405,7 +413,11 @@ def test_effects_and_computes_become_commands_with_their_annotations() -> None:
     assert [c.name for c in result.commands] == ["audit", "charge_card", "risk_score"]
     charge = commands["charge_card"]
     assert (charge.kind, charge.mode, dict(charge.input)) == ("effect", "await", {"amount": 30})
-    assert (charge.retry.max_attempts, charge.retry.initial_ms, charge.timeout_ms) == (5, 2000, 10_000)
+    assert (charge.retry.max_attempts, charge.retry.initial_ms, charge.timeout_ms) == (
+        5,
+        2000,
+        10_000,
+    )
     assert charge.compensate == "refund_card"
     assert commands["risk_score"].kind == "compute"
     assert dict(commands["risk_score"].input) == {"total": 30}  # default input: all data
@@ -435,8 +447,13 @@ def test_result_settles_pending_dispatch_once() -> None:
 
 
 def test_failed_final_state_dispatches_compensations_in_reverse_order() -> None:
-    body = EFFECTS.replace("      RETRY: charging\n", "      RETRY: charging\n      AGAIN: charging2\n")
-    body = body.replace("  charged:\n", "  charging2:\n    entry:\n      effects: [{name: hold_stock, compensate: release_stock}]\n    on: {hold_stock.done: charged}\n  charged:\n")
+    body = EFFECTS.replace(
+        "      RETRY: charging\n", "      RETRY: charging\n      AGAIN: charging2\n"
+    )
+    body = body.replace(
+        "  charged:\n",
+        "  charging2:\n    entry:\n      effects: [{name: hold_stock, compensate: release_stock}]\n    on: {hold_stock.done: charged}\n  charged:\n",
+    )
     d = drive(body)
     d.send("GO")
     d.send("charge_card.done", {"charge": "ch_1"})
@@ -485,6 +502,7 @@ states:
 
 
 # -- built-in events, seq, duplicates, status -----------------------------------------------
+
 
 def test_cancel_exits_everything_runs_exit_actions_then_compensations() -> None:
     body = """\
@@ -547,11 +565,17 @@ def test_payload_failing_declared_schema_is_rejected_without_seq() -> None:
 
 
 def test_cel_runtime_error_fails_instance_and_discards_the_step() -> None:
-    d = drive("data: {n: 1}\ninitial: a\nstates:\n  a:\n    on:\n      GO: {target: b, assign: {n: 'data.missing + 1'}}\n  b: {}\n")
+    d = drive(
+        "data: {n: 1}\ninitial: a\nstates:\n  a:\n    on:\n      GO: {target: b, assign: {n: 'data.missing + 1'}}\n  b: {}\n"
+    )
     result = d.send("GO")
     assert result.trace.outcome == "failed"
     assert d.snapshot is not None
-    assert (d.snapshot.status, d.snapshot.configuration, d.snapshot.data) == ("failed", ("a",), {"n": 1})
+    assert (d.snapshot.status, d.snapshot.configuration, d.snapshot.data) == (
+        "failed",
+        ("a",),
+        {"n": 1},
+    )
     assert "data.missing + 1" in (d.snapshot.reason or "")
     assert d.send("GO").trace.reason == "instance is failed"
 

@@ -151,10 +151,22 @@ def test_unreachable_state() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("workflow: w\nversion: 1\ninitial: a\nstates: {a: {}}\n", "bad.yaml:1: the document: missing required key: 'rss'"),
-        ("rss: 1\nworkflow: w\ninitial: a\nstates: {a: {}}\n", "bad.yaml:1: the document: missing required key: 'version'"),
-        ("rss: 2\nworkflow: w\nversion: 1\ninitial: a\nstates: {a: {}}\n", "bad.yaml:1: rss: unsupported language version 2 (this release reads rss: 1)"),
-        ("rss: 1\nworkflow: w\nversion: one\ninitial: a\nstates: {a: {}}\n", "bad.yaml:3: version: 'one' is not of type 'integer'"),
+        (
+            "workflow: w\nversion: 1\ninitial: a\nstates: {a: {}}\n",
+            "bad.yaml:1: the document: missing required key: 'rss'",
+        ),
+        (
+            "rss: 1\nworkflow: w\ninitial: a\nstates: {a: {}}\n",
+            "bad.yaml:1: the document: missing required key: 'version'",
+        ),
+        (
+            "rss: 2\nworkflow: w\nversion: 1\ninitial: a\nstates: {a: {}}\n",
+            "bad.yaml:1: rss: unsupported language version 2 (this release reads rss: 1)",
+        ),
+        (
+            "rss: 1\nworkflow: w\nversion: one\ninitial: a\nstates: {a: {}}\n",
+            "bad.yaml:3: version: 'one' is not of type 'integer'",
+        ),
     ],
 )
 def test_header_errors(text: str, expected: str) -> None:

@@ -45,7 +45,9 @@ def _journal(events: list[Event], results: list[StepResult]) -> list[JournalReco
         record = journal_record(event, result)
         if record is not None:
             wire = json.loads(json.dumps(record.event.to_dict()))
-            records.append(JournalRecord(record.seq, Event.from_dict(wire), record.ignored, record.status))
+            records.append(
+                JournalRecord(record.seq, Event.from_dict(wire), record.ignored, record.status)
+            )
     return records
 
 
@@ -55,12 +57,16 @@ def check_replay_equals_incremental_fold(chart: Chart, script: list[tuple[str, d
     assert [r.seq for r in records] == list(range(1, len(records) + 1)), "journal seq is gapless"
     replayed = replay(chart, records)
     last = next((r.snapshot for r in reversed(results) if r.snapshot is not None), None)
-    assert (dumps(replayed.snapshot) if replayed.snapshot else None) == (dumps(last) if last else None)
+    assert (dumps(replayed.snapshot) if replayed.snapshot else None) == (
+        dumps(last) if last else None
+    )
     live = [(r.trace.seq, r.commands) for r in results if r.trace.accepted]
     assert list(replayed.commands) == live
 
 
-def check_snapshot_restore_then_step_equals_step(chart: Chart, script: list[tuple[str, dict]]) -> None:
+def check_snapshot_restore_then_step_equals_step(
+    chart: Chart, script: list[tuple[str, dict]]
+) -> None:
     events, results = fold(chart, script)
     snapshot: Snapshot | None = None
     for event, expected in zip(events, results, strict=True):
@@ -95,7 +101,7 @@ def test_snapshot_restore_step_equals_step_on_examples(name: str, data: st.DataO
 def test_step_never_raises_on_random_valid_charts(data: st.DataObject) -> None:
     """Errors in a step become status `failed`; `step` itself never raises."""
     chart = data.draw(charts())
-    events, results = fold(chart, data.draw(event_scripts(chart)))
+    _events, results = fold(chart, data.draw(event_scripts(chart)))
     for result in results:
         if result.trace.outcome == "failed":
             assert result.snapshot is not None and result.snapshot.status == "failed"

@@ -90,8 +90,11 @@ def _validate(args: argparse.Namespace) -> int:
         other = seen.setdefault((chart.workflow, chart.version), path)
         if other != path:
             failed += 1
-            print(f"{path}:1: workflow '{chart.workflow}' version {chart.version} is also "
-                  f"defined in {other}", file=sys.stderr)
+            print(
+                f"{path}:1: workflow '{chart.workflow}' version {chart.version} is also "
+                f"defined in {other}",
+                file=sys.stderr,
+            )
             continue
         states = len(chart.states) - 1
         print(f"ok  {path}  ({chart.workflow} v{chart.version}, {states} states)")

@@ -101,21 +101,24 @@ class ChartBuilder:
             key = "history" if "history" in raw else "target"
             self.error((*where, key), f"{label}: '{key}' only applies to history states")
         if state_type == "history" and paths.parent_of(path) == ROOT:
-            self.error(where, f"{label}: a history state must be inside a compound or parallel state")
+            self.error(
+                where, f"{label}: a history state must be inside a compound or parallel state"
+            )
         if "status" in raw and (state_type != "final" or paths.parent_of(path) != ROOT):
-            self.error((*where, "status"), f"{label}: 'status' only applies to top-level final states")
+            self.error(
+                (*where, "status"), f"{label}: 'status' only applies to top-level final states"
+            )
         if "on_done" in raw and state_type not in ("compound", "parallel"):
-            self.error((*where, "on_done"), f"{label}: 'on_done' needs a compound or parallel state")
+            self.error(
+                (*where, "on_done"), f"{label}: 'on_done' needs a compound or parallel state"
+            )
         return state_type
 
     # -- target resolution -----------------------------------------------------------------
 
     def resolve_target(self, ref: str, owner: str, where: Path) -> str | None:
         """A sibling name of ``owner``, or ``#dotted.path`` from the root."""
-        if ref.startswith("#"):
-            path = ref[1:]
-        else:
-            path = paths.join(paths.parent_of(owner), ref)
+        path = ref[1:] if ref.startswith("#") else paths.join(paths.parent_of(owner), ref)
         if path in self.types and path != ROOT:
             return path
         candidates = [p.rpartition(".")[2] for p in self.children[paths.parent_of(owner)]]
@@ -136,7 +139,7 @@ class ChartBuilder:
 
     def resolve_targets(self, raw: object, owner: str, where: Path) -> tuple[str, ...] | None:
         refs = raw if isinstance(raw, list) else [raw]
-        resolved = [self.resolve_target(ref, owner, where) for ref in refs]
+        resolved = [self.resolve_target(str(ref), owner, where) for ref in refs]
         if any(path is None for path in resolved):
             return None
         targets = tuple(path for path in resolved if path is not None)
@@ -146,8 +149,10 @@ class ChartBuilder:
     def _check_target_set(self, targets: tuple[str, ...], where: Path) -> None:
         for i, first in enumerate(targets):
             for second in targets[i + 1 :]:
-                if first == second or paths.is_descendant(first, second) or paths.is_descendant(
-                    second, first
+                if (
+                    first == second
+                    or paths.is_descendant(first, second)
+                    or paths.is_descendant(second, first)
                 ):
                     self.error(where, f"targets '{first}' and '{second}' overlap")
                     continue
@@ -302,13 +307,22 @@ class ChartBuilder:
         for event, spec in (raw.get("on") or {}).items():
             self._event_keys.append((event, (*where, "on", event)))
             table[event] = self.transitions(spec, path, event, (*where, "on", event))
-        always = self.transitions(raw["always"], path, None, (*where, "always")) if "always" in raw else ()
-        timers = tuple(self._after(path, i, spec, (*where, "after", i)) for i, spec in enumerate(raw.get("after") or []))
+        always = (
+            self.transitions(raw["always"], path, None, (*where, "always"))
+            if "always" in raw
+            else ()
+        )
+        timers = tuple(
+            self._after(path, i, spec, (*where, "after", i))
+            for i, spec in enumerate(raw.get("after") or [])
+        )
         for timer in timers:
             table[timer.event] = (timer.transition,)
         if "on_done" in raw:
             done_event = done_event_for(path)
-            table[done_event] = self.transitions(raw["on_done"], path, done_event, (*where, "on_done"))
+            table[done_event] = self.transitions(
+                raw["on_done"], path, done_event, (*where, "on_done")
+            )
         initial = None
         if state_type == "compound" and "initial" in raw:
             initial = self.resolve_child(raw["initial"], path, (*where, "initial"))
@@ -329,7 +343,9 @@ class ChartBuilder:
             exit=self.actions(raw.get("exit") or {}, (*where, "exit")),
             history_type=raw.get("history", "shallow") if state_type == "history" else None,
             history_default=history_default,
-            status=raw.get("status", "done") if state_type == "final" and paths.parent_of(path) == ROOT and path else None,
+            status=raw.get("status", "done")
+            if state_type == "final" and paths.parent_of(path) == ROOT and path
+            else None,
             order=order,
             ancestors=paths.ancestors_of(path),
             line=self.line(where),
@@ -387,7 +403,7 @@ class ChartBuilder:
 
     def compile_schemas(self, data: dict[str, Any]) -> dict[str, Any]:
         validators: dict[str, Any] = {}
-        schemas = {"$data": data.get("data_schema")} if "data_schema" in data else {}
+        schemas: dict[str, Any] = {"$data": data["data_schema"]} if "data_schema" in data else {}
         for event, schema in (data.get("events") or {}).items():
             schemas[event] = schema or {}
         for key, schema in schemas.items():

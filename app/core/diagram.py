@@ -55,7 +55,13 @@ def _mid(path: str) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    for raw, code in ((":", "#58;"), (";", "#59;"), ('"', "#quot;"), ("{", "#123;"), ("}", "#125;")):
+    for raw, code in (
+        (":", "#58;"),
+        (";", "#59;"),
+        ('"', "#quot;"),
+        ("{", "#123;"),
+        ("}", "#125;"),
+    ):
         text = text.replace(raw, code)
     return text
 
@@ -148,7 +154,7 @@ def _dot_state(chart: Chart, node: StateNode, indent: str) -> Iterator[str]:
     kind = " (parallel)" if node.is_parallel else ""
     yield f'{indent}subgraph "cluster_{node.path}" {{'
     yield f'{indent}    label="{node.name}{kind}"; style={style};'
-    yield f'{indent}    {_dot_id(node.path + ".__anchor")} [shape=point, style=invis];'
+    yield f"{indent}    {_dot_id(node.path + '.__anchor')} [shape=point, style=invis];"
     for child in node.children:
         yield from _dot_state(chart, chart.states[child], indent + "    ")
     yield f"{indent}}}"

@@ -38,7 +38,9 @@ class Expr:
             return self.program.execute(variables)
         except Exception as exc:  # the CEL runtime raises several builtin types
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            raise StepFailure(f"CEL expression {self.source!r} (line {self.line}): {reason}") from exc
+            raise StepFailure(
+                f"CEL expression {self.source!r} (line {self.line}): {reason}"
+            ) from exc
 
 
 def compile_expr(source: str, line: int) -> Expr:

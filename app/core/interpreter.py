@@ -8,6 +8,7 @@ from ``event.occurred_at``. Every run-time error becomes status ``failed``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -134,18 +135,24 @@ def _cancel(run: MacrostepRun) -> bool:
     return True
 
 
-def _run_macrostep(chart: Chart, base: Snapshot, run: MacrostepRun, body: object) -> StepResult:
+def _run_macrostep(
+    chart: Chart, base: Snapshot, run: MacrostepRun, body: Callable[[], bool]
+) -> StepResult:
     """Run ``body``; turn a run-time error into status ``failed`` keeping the last valid state."""
     try:
-        changed = body()  # type: ignore[operator]
+        changed = body()
         if changed:
             _check_data_schema(chart, run)
     except StepFailure as failure:
         return _failed(chart, base, run, str(failure))
     if not changed:
         # Settling a result or consuming a timer is still recorded, but nothing else moves.
-        quiet = replace(base, timers=tuple(run.timers), pending=tuple(run.pending),
-                        completed_effects=tuple(run.completed))
+        quiet = replace(
+            base,
+            timers=tuple(run.timers),
+            pending=tuple(run.pending),
+            completed_effects=tuple(run.completed),
+        )
         return _ignored(quiet, run.event, "no transition selected")
     return _applied(chart, base, run)
 
@@ -185,7 +192,9 @@ def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> Ste
         completed_effects=tuple(completed),
         reason=reason,
     )
-    return StepResult(snapshot, tuple(commands), StepTrace("failed", run.event.type, base.seq, reason))
+    return StepResult(
+        snapshot, tuple(commands), StepTrace("failed", run.event.type, base.seq, reason)
+    )
 
 
 def _ignored(base: Snapshot, event: Event, reason: str) -> StepResult:
@@ -232,7 +241,9 @@ def _is_enabled(run: MacrostepRun, transition: Transition) -> bool:
         try:
             return bool(predicate(run.data, run.variables()["event"]))
         except Exception as exc:
-            raise StepFailure(f"guard '{transition.guard}' raised {type(exc).__name__}: {exc}") from exc
+            raise StepFailure(
+                f"guard '{transition.guard}' raised {type(exc).__name__}: {exc}"
+            ) from exc
     if transition.when is not None:
         verdict = transition.when.evaluate(run.variables())
         if not isinstance(verdict, bool):
@@ -244,7 +255,9 @@ def _is_enabled(run: MacrostepRun, transition: Transition) -> bool:
     return True
 
 
-def remove_conflicting_transitions(run: MacrostepRun, enabled: list[Transition]) -> list[Transition]:
+def remove_conflicting_transitions(
+    run: MacrostepRun, enabled: list[Transition]
+) -> list[Transition]:
     """SCXML's removeConflictingTransitions: when two exit sets intersect, a transition from a
     descendant preempts one from its ancestor; otherwise the earlier selection wins."""
     kept: list[Transition] = []
@@ -385,7 +398,9 @@ def exit_states(run: MacrostepRun, ordered: list[str]) -> None:
 def _recorded(run: MacrostepRun, parent: str, deep: bool) -> tuple[str, ...]:
     chart = run.chart
     if deep:
-        found = (s for s in run.config if chart.states[s].is_atomic and paths.is_descendant(s, parent))
+        found = (
+            s for s in run.config if chart.states[s].is_atomic and paths.is_descendant(s, parent)
+        )
     else:
         found = (s for s in run.config if chart.states[s].parent == parent)
     return tuple(sorted(found, key=lambda s: chart.states[s].order))
@@ -465,7 +480,7 @@ def _add_descendants(run: MacrostepRun, path: str, to_enter: set[str]) -> None:
 def _add_ancestors(run: MacrostepRun, path: str, until: str, to_enter: set[str]) -> None:
     chart = run.chart
     for ancestor in chart.states[path].ancestors:
-        if ancestor == until or ancestor == ROOT:
+        if ancestor in (until, ROOT):
             return
         to_enter.add(ancestor)
         node = chart.states[ancestor]
@@ -502,7 +517,8 @@ def _active_atomic(chart: Chart, config: set[str]) -> list[str]:
     return sorted(atomic, key=lambda s: chart.states[s].order)
 
 
-def _exit_key(chart: Chart) -> object:
+def _exit_key(chart: Chart) -> Callable[[str], int]:
+    """Exit order: reverse document order, so descendants leave before their ancestors."""
     return lambda s: -chart.states[s].order
 
 

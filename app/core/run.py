@@ -188,4 +188,3 @@ def set_path(data: Mapping[str, Any], path: tuple[str, ...], value: Any) -> dict
         node = node[key]
     node[path[-1]] = value
     return root
-

@@ -52,7 +52,8 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, str]]:
     path: Path = tuple(error.absolute_path)
     kind = error.validator
     if kind == "additionalProperties" and isinstance(error.instance, dict):
-        allowed = set(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        allowed = set(schema.get("properties", {}))
         for key in error.instance:
             if key not in allowed:
                 yield (*path, key), _unknown_key(key, path, allowed)
@@ -67,7 +68,10 @@ def _explain(error: ValidationError) -> Iterator[tuple[Path, str]]:
         yield path, f"{_where(path)}: {error.instance!r} is not a valid name ({_name_rule(path)})"
         return
     if kind == "const" and path == ("rss",):
-        yield path, f"rss: unsupported language version {error.instance!r} (this release reads rss: 1)"
+        yield (
+            path,
+            f"rss: unsupported language version {error.instance!r} (this release reads rss: 1)",
+        )
         return
     yield path, f"{_where(path)}: {error.message}"
 

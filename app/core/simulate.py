@@ -132,7 +132,9 @@ class Simulator:
         if not due:
             return None
         states = self.chart.states
-        return min(due, key=lambda t: (parse_instant_ms(t.deadline), states[t.state].order, t.index))
+        return min(
+            due, key=lambda t: (parse_instant_ms(t.deadline), states[t.state].order, t.index)
+        )
 
     def _apply(self, event: Event, number: int) -> Iterator[dict[str, Any]]:
         result = step(self.chart, self.snapshot, event)
@@ -155,7 +157,9 @@ def row(event: Event, result: StepResult) -> dict[str, Any]:
         "status": snapshot.status,
         "configuration": list(snapshot.configuration),
         "data": snapshot.data,
-        "effects": [{"name": c.name, "mode": c.mode} for c in result.commands if c.kind == "effect"],
+        "effects": [
+            {"name": c.name, "mode": c.mode} for c in result.commands if c.kind == "effect"
+        ],
         "computes": [
             {"name": c.name, "mode": c.mode} for c in result.commands if c.kind == "compute"
         ],

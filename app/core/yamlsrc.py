@@ -99,7 +99,6 @@ def _construct(
         return result
     if isinstance(node, yaml.SequenceNode):
         return [
-            _construct(item, (*path, i), doc, loader, problems)
-            for i, item in enumerate(node.value)
+            _construct(item, (*path, i), doc, loader, problems) for i, item in enumerate(node.value)
         ]
     return loader.construct_object(node, deep=True)

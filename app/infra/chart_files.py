@@ -91,4 +91,6 @@ def _import_one(spec: str) -> ModuleType:
     except HandlerImportError:
         raise
     except Exception as exc:
-        raise HandlerImportError(f"cannot import handler module {spec}: {type(exc).__name__}: {exc}") from exc
+        raise HandlerImportError(
+            f"cannot import handler module {spec}: {type(exc).__name__}: {exc}"
+        ) from exc
