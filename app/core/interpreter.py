@@ -319,7 +319,21 @@ def compute_exit_set(run: MacrostepRun, transitions: list[Transition]) -> set[st
 
 
 def transition_domain(run: MacrostepRun, transition: Transition) -> str:
-    """The innermost compound state (or root) that the transition stays inside."""
+    """The innermost compound state (or root) that the transition stays inside.
+
+    Memoized per chart unless a target is a history state (then it depends on the record).
+    """
+    key = ("domain", transition.source, transition.event, transition.order)
+    cached: str | None = run.chart.memo.get(key)
+    if cached is not None:
+        return cached
+    domain = _compute_domain(run, transition)
+    if not any(run.chart.states[t].is_history for t in transition.targets):
+        run.chart.memo[key] = domain
+    return domain
+
+
+def _compute_domain(run: MacrostepRun, transition: Transition) -> str:
     targets = effective_targets(run, transition)
     source = transition.source
     if (

@@ -141,6 +141,8 @@ class Chart:
     dispatch_names: frozenset[str]
     guards: GuardRegistry = field(compare=False, repr=False)
     validators: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
+    # Derived facts memoized per chart (e.g. transition domains); never part of equality.
+    memo: dict[Any, Any] = field(compare=False, repr=False, default_factory=dict)
 
     @property
     def root(self) -> StateNode:
