@@ -14,6 +14,10 @@ import argparse
 import time
 from collections.abc import Callable
 
+from sismic.interpreter import Interpreter
+from sismic.io import import_from_yaml
+from statemachine import State, StateChart
+
 from app.core.guards import GuardRegistry
 from app.core.interpreter import step
 from app.core.loader import load_chart
@@ -76,10 +80,6 @@ statechart:
 
 def omninode_runner(steps: int) -> Callable[[], None]:
     chart = load_chart(RSS, "bench.yaml", GuardRegistry())
-    events = [
-        Event("bench", "i", CYCLE[n % len(CYCLE)], f"e{n}", "2026-01-01T00:00:00Z")
-        for n in range(steps)
-    ]
     start = Event("bench", "i", "$start", "start", "2026-01-01T00:00:00Z")
     first = step(chart, None, start).snapshot
     cycle_events = ["START", *CYCLE[:-1]]  # from idle: enter active first
@@ -98,9 +98,6 @@ def omninode_runner(steps: int) -> Callable[[], None]:
 
 
 def sismic_runner(steps: int) -> Callable[[], None]:
-    from sismic.interpreter import Interpreter
-    from sismic.io import import_from_yaml
-
     statechart = import_from_yaml(SISMIC)
     cycle_events = ["START", *CYCLE[:-1]]
 
@@ -115,18 +112,16 @@ def sismic_runner(steps: int) -> Callable[[], None]:
 
 
 def python_statemachine_runner(steps: int) -> Callable[[], None]:
-    from statemachine import State, StateChart
-
     class Bench(StateChart):  # type: ignore[misc]
         idle = State(initial=True)
 
-        class active(State.Parallel):  # type: ignore[misc]  # noqa: N801
-            class a(State.Compound):  # type: ignore[misc]  # noqa: N801
+        class active(State.Parallel):  # type: ignore[misc]
+            class a(State.Compound):  # type: ignore[misc]
                 a1 = State(initial=True)
                 a2 = State()
                 TICK = a1.to(a2) | a2.to(a1)
 
-            class b(State.Compound):  # type: ignore[misc]  # noqa: N801
+            class b(State.Compound):  # type: ignore[misc]
                 b1 = State(initial=True)
                 b2 = State()
                 TOCK = b1.to(b2) | b2.to(b1)
