@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.core.diagram import to_dot, to_mermaid
-from app.core.errors import ChartError, SimulationInputError
+from app.core.errors import ChartError, DuplicateWorkflow, SimulationInputError
 from app.core.model import Chart
+from app.core.router import ChartRegistry
 from app.core.simulate import Simulator, parse_script
 from app.infra.chart_files import (
     HandlerImportError,
@@ -60,14 +61,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_diagnostics(error: ChartError) -> None:
+    for diagnostic in error.diagnostics:
+        print(diagnostic, file=sys.stderr)
+
+
 def _load_one(path: str) -> Chart | None:
     """Load a chart (after its handler modules), printing diagnostics on failure."""
     import_handlers(handler_specs([path]))
     try:
         return read_chart(Path(path))
     except ChartError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
+        _print_diagnostics(exc)
         return None
 
 
@@ -78,23 +83,18 @@ def _validate(args: argparse.Namespace) -> int:
         print("omninode: no RSS files (*.yaml, *.yml) found", file=sys.stderr)
         return EXIT_BAD_INPUT
     failed = 0
-    seen: dict[tuple[str, int], Path] = {}
+    registry = ChartRegistry()
     for path in files:
         try:
             chart = read_chart(path)
+            registry.register(chart)
         except ChartError as exc:
             failed += 1
-            for diagnostic in exc.diagnostics:
-                print(diagnostic, file=sys.stderr)
+            _print_diagnostics(exc)
             continue
-        other = seen.setdefault((chart.workflow, chart.version), path)
-        if other != path:
+        except DuplicateWorkflow as exc:
             failed += 1
-            print(
-                f"{path}:1: workflow '{chart.workflow}' version {chart.version} is also "
-                f"defined in {other}",
-                file=sys.stderr,
-            )
+            print(f"{path}:1: {exc}", file=sys.stderr)
             continue
         states = len(chart.states) - 1
         print(f"ok  {path}  ({chart.workflow} v{chart.version}, {states} states)")

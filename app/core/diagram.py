@@ -27,6 +27,10 @@ def edge_label(chart: Chart, transition: Transition) -> str:
     return " ".join(parts)
 
 
+def _history_mark(node: StateNode) -> str:
+    return "H*" if node.history_type == "deep" else "H"
+
+
 def _event_label(chart: Chart, transition: Transition) -> str:
     event = transition.event
     if event is None:
@@ -88,8 +92,7 @@ def _mermaid_children(chart: Chart, node: StateNode, indent: str) -> Iterator[st
 def _mermaid_state(chart: Chart, node: StateNode, indent: str) -> Iterator[str]:
     ident = _mid(node.path)
     if node.is_history:
-        mark = "H*" if node.history_type == "deep" else "H"
-        yield f'{indent}state "{mark}" as {ident}'
+        yield f'{indent}state "{_history_mark(node)}" as {ident}'
         return
     if node.children:
         kind = " (parallel)" if node.is_parallel else ""
@@ -143,8 +146,7 @@ def _anchor(chart: Chart, path: str) -> str:
 def _dot_state(chart: Chart, node: StateNode, indent: str) -> Iterator[str]:
     ident = _dot_id(node.path)
     if node.is_history:
-        mark = "H*" if node.history_type == "deep" else "H"
-        yield f'{indent}{ident} [label="{mark}", shape=circle];'
+        yield f'{indent}{ident} [label="{_history_mark(node)}", shape=circle];'
         return
     if not node.children:
         shape = ", peripheries=2" if node.is_final else ""

@@ -33,6 +33,10 @@ class UnknownWorkflow(CoreError):
     """No chart is registered for a workflow type (or version)."""
 
 
+class DuplicateWorkflow(CoreError):
+    """Two different chart files declare the same workflow type and version."""
+
+
 class StepFailure(CoreError):
     """Raised inside a step for an unhandled run-time error; becomes status ``failed``.
 

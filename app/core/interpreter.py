@@ -163,7 +163,7 @@ def _run_macrostep(
 def _applied(chart: Chart, base: Snapshot, run: MacrostepRun) -> StepResult:
     commands = list(run.commands)
     if run.status in ("failed", "cancelled"):
-        commands += compensation_commands(chart, base.instance_id, base.seq, run.completed, 1)
+        commands += compensation_commands(chart, base.instance_id, base.seq, run.completed)
     configuration = atomic_configuration(chart, run.config) if run.status != "cancelled" else ()
     snapshot = replace(
         base,
@@ -183,7 +183,7 @@ def _applied(chart: Chart, base: Snapshot, run: MacrostepRun) -> StepResult:
 def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> StepResult:
     """Discard the step's changes; keep the last valid data and configuration; compensate."""
     completed = list(run.completed)
-    commands = compensation_commands(chart, base.instance_id, base.seq, completed, 1)
+    commands = compensation_commands(chart, base.instance_id, base.seq, completed)
     snapshot = replace(
         base,
         status="failed",
@@ -239,7 +239,7 @@ def _is_enabled(run: MacrostepRun, transition: Transition) -> bool:
         if predicate is None:
             raise StepFailure(f"guard '{transition.guard}' is not registered")
         try:
-            return bool(predicate(run.data, run.variables()["event"]))
+            return bool(predicate(run.data, run.event_vars))
         except Exception as exc:
             raise StepFailure(
                 f"guard '{transition.guard}' raised {type(exc).__name__}: {exc}"

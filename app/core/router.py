@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from app.core.errors import UnknownWorkflow
+from app.core.errors import DuplicateWorkflow, UnknownWorkflow
 from app.core.interpreter import StepResult, StepTrace, step
 from app.core.model import Chart
 from app.core.snapshot import Snapshot
@@ -25,9 +25,9 @@ class ChartRegistry:
         versions = self._charts.setdefault(chart.workflow, {})
         existing = versions.get(chart.version)
         if existing is not None and existing.file != chart.file:
-            raise UnknownWorkflow(
-                f"{chart.file}: workflow '{chart.workflow}' version {chart.version} is already "
-                f"defined in {existing.file}; bump 'version' when a chart changes"
+            raise DuplicateWorkflow(
+                f"workflow '{chart.workflow}' version {chart.version} is also defined in "
+                f"{existing.file}; bump 'version' when a chart changes"
             )
         versions[chart.version] = chart
 

@@ -57,6 +57,11 @@ class MacrostepRun:
         self._ids += 1
         return f"{self.chart.workflow}:{self.instance_id}:{self.seq}:{prefix}{self._ids}"
 
+    @property
+    def event_vars(self) -> dict[str, Any]:
+        """The event as guards and CEL see it: type, payload, id, occurred_at."""
+        return self._event_vars
+
     def variables(self) -> dict[str, Any]:
         return {"data": self.data, "event": self._event_vars}
 
@@ -145,14 +150,14 @@ class MacrostepRun:
 
 
 def compensation_commands(
-    chart: Chart, instance_id: str, seq: int, completed: list[CompletedEffect], first_id: int
+    chart: Chart, instance_id: str, seq: int, completed: list[CompletedEffect]
 ) -> list[Command]:
     """Fire-and-forget compensations, most recently completed effect first."""
     commands = []
-    for offset, done in enumerate(reversed(completed)):
+    for number, done in enumerate(reversed(completed), start=1):
         commands.append(
             Command(
-                command_id=f"{chart.workflow}:{instance_id}:{seq}:c{first_id + offset}",
+                command_id=f"{chart.workflow}:{instance_id}:{seq}:c{number}",
                 workflow_type=chart.workflow,
                 instance_id=instance_id,
                 seq=seq,

@@ -14,7 +14,6 @@ from app.core.errors import ChartError, Diagnostic
 from app.core.guards import GuardRegistry
 from app.core.loader import load_chart
 from app.core.model import Chart
-from app.core.router import ChartRegistry
 
 RSS_SUFFIXES = (".yaml", ".yml")
 
@@ -41,20 +40,6 @@ def read_chart(path: Path, guards: GuardRegistry | None = None) -> Chart:
     except (OSError, UnicodeDecodeError) as exc:
         raise ChartError([Diagnostic(str(path), 1, f"cannot read: {exc}")]) from exc
     return load_chart(text, str(path), guards)
-
-
-def load_registry(paths: Iterable[str | Path]) -> tuple[ChartRegistry, list[Diagnostic]]:
-    """Every chart under ``paths`` in one registry, plus the diagnostics of those that failed."""
-    registry = ChartRegistry()
-    problems: list[Diagnostic] = []
-    for path in chart_files(paths):
-        try:
-            registry.register(read_chart(path))
-        except ChartError as exc:
-            problems.extend(exc.diagnostics)
-        except Exception as exc:  # duplicate workflow/version across files
-            problems.append(Diagnostic(str(path), 1, str(exc)))
-    return registry, problems
 
 
 def handler_specs(chart_paths: Iterable[str | Path]) -> list[str]:
