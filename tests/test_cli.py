@@ -161,3 +161,18 @@ def test_diagram_draws_nested_clusters_and_labels(
             '"charging" -> "fulfilment.__anchor" [label="charge_card.done", lhead="cluster_fulfilment"];'
             in out
         )
+
+
+def test_validate_refuses_one_version_in_two_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    text = "rss: 1\nworkflow: w\nversion: 1\ninitial: a\nstates:\n  a: {}\n"
+    (tmp_path / "a.yaml").write_text(text)
+    (tmp_path / "b.yaml").write_text(text)
+    code, out, err = run(capsys, "validate", str(tmp_path))
+    assert code == 2
+    assert out.count("ok  ") == 1
+    assert err.strip() == (
+        f"{tmp_path / 'b.yaml'}:1: workflow 'w' version 1 is also defined in "
+        f"{tmp_path / 'a.yaml'}; bump 'version' when a chart changes"
+    )
