@@ -43,7 +43,16 @@ def journal_record(event: Event, result: StepResult) -> JournalRecord | None:
     trace = result.trace
     if not trace.accepted or trace.seq is None or result.snapshot is None:
         return None
-    return JournalRecord(trace.seq, event, trace.ignored, result.snapshot.status)
+    snapshot = result.snapshot
+    return JournalRecord(
+        trace.seq,
+        event,
+        trace.ignored,
+        snapshot.status,
+        snapshot.version,
+        tuple(snapshot.configuration),
+        trace.reason,
+    )
 
 
 def _check(record: JournalRecord, result: StepResult) -> None:

@@ -97,6 +97,9 @@ class JournalRecord:
     event: Event
     ignored: bool
     status: InstanceStatus
+    workflow_version: int = 0
+    configuration: tuple[str, ...] = ()
+    reason: str | None = None
 
     @property
     def key(self) -> str:

@@ -1,0 +1,170 @@
+"""The Faust application: reducer, worker, timer and projector agents over the manifest's topics.
+
+``build_app`` wires the agents a worker runs (``OMNINODE_ROLES``) to the topics; the
+per-record logic lives in reducer_agent, worker_agent, timer_service and projector_agent,
+which know nothing of Faust. Start it with ``faust -A app.main worker``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+from faust.types import EventT, StreamT
+
+from app.core.handlers import HandlerRegistry, default_handlers
+from app.core.router import ChartRegistry
+from app.infra import settings as names
+from app.infra.avro import register_faust_codecs
+from app.infra.projector_agent import CountsProjector, InstanceProjector
+from app.infra.reducer_agent import Reducer
+from app.infra.settings import Settings, TopicSpec, load_manifest
+from app.infra.timer_service import TimerService
+from app.infra.worker_agent import CommandRunner
+
+log = logging.getLogger("omninode")
+TIMER_INTERVAL_S = 0.5
+Handle = Callable[[bytes | None, bytes | None, tuple[str, int, int]], Coroutine[Any, Any, None]]
+
+
+class FaustOutbox:
+    """Sends through the app's producer without awaiting delivery (Faust flushes on commit)."""
+
+    def __init__(self, app: faust.App, manifest: dict[str, TopicSpec]) -> None:
+        self._topics = {
+            name: app.topic(
+                name,
+                partitions=spec.partitions,
+                key_serializer="raw",
+                value_serializer="raw",
+                retention=spec.retention_ms / 1000 if spec.retention_ms > 0 else None,
+                compacting=spec.cleanup_policy == "compact",
+            )
+            for name, spec in manifest.items()
+        }
+
+    def topic(self, name: str) -> faust.TopicT:
+        return self._topics[name]
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        await self._topics[topic].send(key=key, value=value)
+
+
+def profile_options(settings: Settings) -> dict[str, Any]:
+    """Faust settings of the chosen profile. The local one works around the embedded broker:
+    one record per produce batch (its ListOffsets is wrong for multi-record batches, which
+    breaks changelog recovery) and a short session timeout (a join waits half of it)."""
+    if settings.is_local:
+        return {
+            "producer_max_batch_size": 1,
+            "broker_session_timeout": 10,
+            "topic_replication_factor": 1,
+        }
+    return {}
+
+
+def credentials(settings: Settings) -> Any:
+    security = settings.security
+    if security.protocol == "PLAINTEXT":
+        return None
+    options = settings.aiokafka_options()
+    if security.sasl_mechanism:
+        return faust.SASLCredentials(
+            username=security.sasl_username,
+            password=security.sasl_password,
+            mechanism=security.sasl_mechanism,
+            ssl_context=options.get("ssl_context"),
+        )
+    return faust.SSLCredentials(options["ssl_context"])
+
+
+def build_app(
+    settings: Settings, registry: ChartRegistry, handlers: HandlerRegistry = default_handlers
+) -> faust.App:
+    manifest = load_manifest(partitions=settings.partitions)
+    partitions = manifest[names.EVENTS].partitions
+    register_faust_codecs()
+    options: dict[str, Any] = {
+        "topic_partitions": partitions,
+        "topic_replication_factor": manifest[names.EVENTS].replication,
+        **profile_options(settings),
+    }
+    if settings.web_port is not None:
+        options["web_port"] = settings.web_port
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=credentials(settings),
+        store="rocksdb://",
+        **options,
+    )
+    outbox = FaustOutbox(app, manifest)
+    if "reducer" in settings.roles:
+        _reducer_agents(app, outbox, registry, partitions)
+    if "effects" in settings.roles:
+        _consume(app, outbox, names.EFFECT_COMMANDS, "effects", settings.worker_concurrency,
+                 CommandRunner(handlers, outbox).handle)
+    if "computes" in settings.roles:
+        _consume(app, outbox, names.COMPUTE_COMMANDS, "computes", settings.worker_concurrency,
+                 CommandRunner(handlers, outbox).handle)
+    if "projector" in settings.roles:
+        _projector_agents(app, outbox, partitions)
+    return app
+
+
+def _table(app: faust.App, name: str, partitions: int) -> Any:
+    return app.Table(
+        name,
+        partitions=partitions,
+        key_type=bytes,
+        value_type=bytes,
+        options={"driver": "rocksdict"},
+    )
+
+
+def _consume(
+    app: faust.App,
+    outbox: FaustOutbox,
+    topic_names: str | tuple[str, ...],
+    name: str,
+    concurrency: int,
+    handle: Handle,
+) -> None:
+    """An agent feeding every record (raw bytes, so bad ones can be dead-lettered) to handle."""
+    topics = (topic_names,) if isinstance(topic_names, str) else topic_names
+    channel = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+
+    async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        event: EventT[bytes]
+        async for event in stream.events():
+            message = event.message
+            source = (message.topic, message.partition, message.offset)
+            await handle(message.key, message.value, source)
+            yield None
+
+    app.agent(channel, name=f"omninode.{name}", concurrency=concurrency)(agent)
+
+
+def _reducer_agents(
+    app: faust.App, outbox: FaustOutbox, registry: ChartRegistry, partitions: int
+) -> None:
+    snapshots = _table(app, names.SNAPSHOT_TABLE, partitions)
+    timers = _table(app, names.TIMER_TABLE, partitions)
+    reducer = Reducer(registry, snapshots, timers, outbox)
+    _consume(app, outbox, (names.EVENTS, names.RESULTS), "reducer", 1, reducer.handle)
+    service = TimerService(outbox)
+
+    async def fire_timers() -> None:
+        await service.fire_due(list(timers.items()), datetime.now(UTC))
+
+    app.timer(TIMER_INTERVAL_S, name="omninode.timers")(fire_timers)
+
+
+def _projector_agents(app: faust.App, outbox: FaustOutbox, partitions: int) -> None:
+    views = _table(app, "instance-views", partitions)
+    counts = _table(app, "state-counts", partitions)
+    _consume(app, outbox, names.JOURNAL, "projector", 1, InstanceProjector(views, outbox).handle)
+    _consume(app, outbox, names.STATE_DELTAS, "counts", 1, CountsProjector(counts, outbox).handle)

@@ -1,0 +1,30 @@
+"""What a worker loads before it starts: handler modules, then every chart on the RSS path."""
+
+from __future__ import annotations
+
+from app.core.errors import ChartError, Diagnostic, DuplicateWorkflow
+from app.core.router import ChartRegistry
+from app.infra.chart_files import chart_files, handler_specs, import_handlers, read_chart
+from app.infra.settings import Settings
+
+
+def load_registry(settings: Settings) -> ChartRegistry:
+    """Import the handler modules and load the charts; every problem in one ChartError."""
+    specs = list(settings.handler_modules) or handler_specs(settings.rss_paths)
+    import_handlers(specs)
+    files = chart_files(settings.rss_paths)
+    if not files:
+        where = ", ".join(settings.rss_paths)
+        raise ChartError([Diagnostic(where, 1, "no RSS files (*.yaml, *.yml) on OMNINODE_RSS_PATH")])
+    registry = ChartRegistry()
+    problems: list[Diagnostic] = []
+    for path in files:
+        try:
+            registry.register(read_chart(path))
+        except ChartError as exc:
+            problems.extend(exc.diagnostics)
+        except DuplicateWorkflow as exc:
+            problems.append(Diagnostic(str(path), 1, str(exc)))
+    if problems:
+        raise ChartError(problems)
+    return registry

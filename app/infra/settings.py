@@ -1,0 +1,191 @@
+"""The configuration contract, read from the environment once per process.
+
+| variable | meaning | default |
+|---|---|---|
+| KAFKA_BOOTSTRAP_SERVERS | the cluster every command and worker talks to | 127.0.0.1:9092 |
+| OMNINODE_RSS_PATH | directories (or files) of charts, ``:``-separated | rss/ |
+| OMNINODE_HANDLERS | handler modules or ``.py`` files, comma-separated | the ``*.py`` beside the charts |
+| OMNINODE_PROFILE | ``production`` or ``local`` (the embedded broker's settings) | production |
+| OMNINODE_ROLES | what this worker runs: reducer, effects, computes, projector | all four |
+| OMNINODE_PARTITIONS | overrides the manifest's partition count (dev and tests) | manifest |
+| OMNINODE_APP_ID | the Faust app id (consumer group, changelog names) | omninode |
+| OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
+| OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
+| KAFKA_SECURITY_PROTOCOL | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL | PLAINTEXT |
+| KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | SASL credentials (PLAIN, SCRAM-SHA-256/512) | |
+| KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | TLS files | |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+Profile = Literal["production", "local"]
+ROLES = frozenset({"reducer", "effects", "computes", "projector"})
+MANIFEST = Path(__file__).resolve().parents[2] / "topics" / "omninode.yaml"
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the runtime cannot use."""
+
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    bootstrap_servers: str = "127.0.0.1:9092"
+    rss_paths: tuple[str, ...] = ("rss/",)
+    handler_modules: tuple[str, ...] = ()
+    profile: Profile = "production"
+    roles: frozenset[str] = ROLES
+    partitions: int | None = None
+    app_id: str = "omninode"
+    web_port: int | None = None
+    worker_concurrency: int = 8
+    security: Security = Security()
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        profile = env.get("OMNINODE_PROFILE", "production")
+        if profile not in ("production", "local"):
+            raise SettingsError(f"OMNINODE_PROFILE must be production or local, not {profile!r}")
+        roles = frozenset(_split(env.get("OMNINODE_ROLES", ""), ",")) or ROLES
+        if unknown := roles - ROLES:
+            raise SettingsError(f"unknown OMNINODE_ROLES {sorted(unknown)}; use {sorted(ROLES)}")
+        return cls(
+            bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
+            rss_paths=tuple(_split(env.get("OMNINODE_RSS_PATH", ""), ":")) or ("rss/",),
+            handler_modules=tuple(_split(env.get("OMNINODE_HANDLERS", ""), ",")),
+            profile=profile,  # type: ignore[arg-type]
+            roles=roles,
+            partitions=_int(env, "OMNINODE_PARTITIONS"),
+            app_id=env.get("OMNINODE_APP_ID", "omninode"),
+            web_port=_int(env, "OMNINODE_WEB_PORT"),
+            worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
+            security=Security(
+                protocol=env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
+                sasl_mechanism=env.get("KAFKA_SASL_MECHANISM"),
+                sasl_username=env.get("KAFKA_SASL_USERNAME"),
+                sasl_password=env.get("KAFKA_SASL_PASSWORD"),
+                ssl_cafile=env.get("KAFKA_SSL_CAFILE"),
+                ssl_certfile=env.get("KAFKA_SSL_CERTFILE"),
+                ssl_keyfile=env.get("KAFKA_SSL_KEYFILE"),
+            ),
+        )
+
+    @property
+    def is_local(self) -> bool:
+        return self.profile == "local"
+
+    def aiokafka_options(self) -> dict[str, object]:
+        """Client options shared by every aiokafka client we open outside Faust."""
+        options: dict[str, object] = {"bootstrap_servers": self.bootstrap_servers}
+        security = self.security
+        if security.protocol != "PLAINTEXT":
+            options["security_protocol"] = security.protocol
+        if security.sasl_mechanism:
+            options["sasl_mechanism"] = security.sasl_mechanism
+            options["sasl_plain_username"] = security.sasl_username
+            options["sasl_plain_password"] = security.sasl_password
+        if "SSL" in security.protocol:
+            from aiokafka.helpers import create_ssl_context
+
+            options["ssl_context"] = create_ssl_context(
+                cafile=security.ssl_cafile,
+                certfile=security.ssl_certfile,
+                keyfile=security.ssl_keyfile,
+            )
+        return options
+
+
+def _split(value: str, separator: str) -> list[str]:
+    return [part.strip() for part in value.split(separator) if part.strip()]
+
+
+def _int(env: Mapping[str, str], name: str) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise SettingsError(f"{name} must be an integer, not {raw!r}") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    replication: int
+    cleanup_policy: str
+    retention: str
+    key: str
+    value_schema: str
+    purpose: str
+
+    @property
+    def retention_ms(self) -> int:
+        if self.retention == "forever":
+            return -1
+        units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+        for suffix in ("ms", "s", "m", "h", "d"):
+            if self.retention.endswith(suffix) and self.retention[: -len(suffix)].isdigit():
+                return int(self.retention[: -len(suffix)]) * units[suffix]
+        raise SettingsError(f"topic {self.name}: bad retention {self.retention!r}")
+
+
+def load_manifest(path: Path = MANIFEST, partitions: int | None = None) -> dict[str, TopicSpec]:
+    """The topic manifest by name; ``partitions`` overrides every topic's count."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        defaults = raw.get("defaults", {})
+        specs = {}
+        for entry in raw["topics"]:
+            merged = {**defaults, **entry}
+            specs[merged["name"]] = TopicSpec(
+                name=merged["name"],
+                partitions=partitions or int(merged["partitions"]),
+                replication=int(merged["replication"]),
+                cleanup_policy=merged.get("cleanup_policy", "delete"),
+                retention=str(merged.get("retention", "7d")),
+                key=merged.get("key", ""),
+                value_schema=merged["value_schema"],
+                purpose=merged.get("purpose", ""),
+            )
+    except (OSError, KeyError, TypeError, AttributeError, ValueError, yaml.YAMLError) as exc:
+        raise SettingsError(f"{path}: invalid topic manifest: {exc}") from exc
+    return specs
+
+
+# Topic names the runtime uses; the manifest must define each of them.
+EVENTS = "omninode.events"
+RESULTS = "omninode.results"
+JOURNAL = "omninode.journal"
+EFFECT_COMMANDS = "omninode.commands.effect"
+COMPUTE_COMMANDS = "omninode.commands.compute"
+DEAD_LETTERS = "omninode.deadletters"
+INSTANCE_VIEWS = "omninode.projection.instances"
+STATE_DELTAS = "omninode.projection.state-deltas"
+STATE_COUNTS = "omninode.projection.state-counts"
+SNAPSHOT_TABLE = "snapshots"
+TIMER_TABLE = "timers"
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    return f"{settings.app_id}-{table}-changelog"

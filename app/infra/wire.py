@@ -1,0 +1,176 @@
+"""Envelopes <-> Avro records: the only place that knows both shapes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from app.infra.avro import AvroDecodeError, codec, json_object, json_text
+from app.spi.envelopes import (
+    Command,
+    DispatchKind,
+    DispatchMode,
+    Event,
+    InstanceStatus,
+    JournalRecord,
+    RetryPolicy,
+)
+
+EVENT = "omninode.Event"
+COMMAND = "omninode.Command"
+JOURNAL = "omninode.JournalRecord"
+DEAD_LETTER = "omninode.DeadLetter"
+INSTANCE_VIEW = "omninode.InstanceView"
+STATE_COUNT = "omninode.StateCount"
+
+
+def utc_now() -> str:
+    """Wall-clock time in the core's instant format (millisecond precision, UTC)."""
+    now = datetime.now(UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def event_record(event: Event, seq: int | None = None) -> dict[str, Any]:
+    return {
+        "event_id": event.event_id,
+        "workflow_type": event.workflow_type,
+        "instance_id": event.instance_id,
+        "type": event.type,
+        "seq": seq,
+        "payload": json_text(dict(event.payload)),
+        "occurred_at": event.occurred_at,
+        "dispatch_id": event.dispatch_id,
+        "timer_id": event.timer_id,
+        "causation_id": event.causation_id,
+        "correlation_id": event.correlation_id,
+    }
+
+
+def event_from_record(record: dict[str, Any]) -> Event:
+    return Event(
+        workflow_type=record["workflow_type"],
+        instance_id=record["instance_id"],
+        type=record["type"],
+        event_id=record["event_id"],
+        occurred_at=record["occurred_at"],
+        payload=json_object(record["payload"], "event payload"),
+        dispatch_id=record["dispatch_id"],
+        timer_id=record["timer_id"],
+        causation_id=record["causation_id"],
+        correlation_id=record["correlation_id"],
+    )
+
+
+def encode_event(event: Event) -> bytes:
+    return codec(EVENT).encode(event_record(event))
+
+
+def decode_event(data: bytes | None) -> Event:
+    return event_from_record(codec(EVENT).decode(data))
+
+
+def encode_command(command: Command) -> bytes:
+    retry = command.retry
+    return codec(COMMAND).encode(
+        {
+            "command_id": command.command_id,
+            "workflow_type": command.workflow_type,
+            "instance_id": command.instance_id,
+            "seq": command.seq,
+            "kind": command.kind,
+            "name": command.name,
+            "mode": command.mode,
+            "input": json_text(dict(command.input)),
+            "retry": {
+                "max_attempts": retry.max_attempts,
+                "backoff": retry.backoff,
+                "initial_ms": retry.initial_ms,
+                "max_ms": retry.max_ms,
+            },
+            "timeout_ms": command.timeout_ms,
+            "compensate": command.compensate,
+            "compensation_of": command.compensation_of,
+        }
+    )
+
+
+def decode_command(data: bytes | None) -> Command:
+    record = codec(COMMAND).decode(data)
+    retry = record["retry"]
+    return Command(
+        command_id=record["command_id"],
+        workflow_type=record["workflow_type"],
+        instance_id=record["instance_id"],
+        seq=record["seq"],
+        kind=cast(DispatchKind, record["kind"]),
+        name=record["name"],
+        mode=cast(DispatchMode, record["mode"]),
+        input=json_object(record["input"], "command input"),
+        retry=RetryPolicy(
+            retry["max_attempts"], retry["backoff"], retry["initial_ms"], retry["max_ms"]
+        ),
+        timeout_ms=record["timeout_ms"],
+        compensate=record["compensate"],
+        compensation_of=record["compensation_of"],
+    )
+
+
+def encode_journal(record: JournalRecord) -> bytes:
+    return codec(JOURNAL).encode(
+        {
+            "seq": record.seq,
+            "workflow_version": record.workflow_version,
+            "event": event_record(record.event, record.seq),
+            "ignored": record.ignored,
+            "status": record.status,
+            "configuration": list(record.configuration),
+            "reason": record.reason,
+        }
+    )
+
+
+def decode_journal(data: bytes | None) -> JournalRecord:
+    raw = codec(JOURNAL).decode(data)
+    return JournalRecord(
+        seq=raw["seq"],
+        event=event_from_record(raw["event"]),
+        ignored=raw["ignored"],
+        status=cast(InstanceStatus, raw["status"]),
+        workflow_version=raw["workflow_version"],
+        configuration=tuple(raw["configuration"]),
+        reason=raw["reason"],
+    )
+
+
+def dead_letter(
+    reason: str,
+    stage: str,
+    source: tuple[str, int, int],
+    key: bytes | None,
+    value: bytes | None,
+    event: Event | None = None,
+) -> bytes:
+    """A dead-letter record: the original bytes, the reason and where they came from."""
+    topic, partition, offset = source
+    return codec(DEAD_LETTER).encode(
+        {
+            "reason": reason,
+            "stage": stage,
+            "source_topic": topic,
+            "source_partition": partition,
+            "source_offset": offset,
+            "key": key,
+            "value": value,
+            "workflow_type": event.workflow_type if event else None,
+            "instance_id": event.instance_id if event else None,
+            "event_type": event.type if event else None,
+            "failed_at": utc_now(),
+        }
+    )
+
+
+def decode_dead_letter(data: bytes | None) -> dict[str, Any]:
+    return codec(DEAD_LETTER).decode(data)
+
+
+__all__ = ["AvroDecodeError"]

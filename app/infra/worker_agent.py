@@ -1,0 +1,127 @@
+"""Worker agents: run effect and compute commands with their handlers, answer with results.
+
+One command is run at most ``retry.max_attempts`` times, each attempt bounded by its
+``timeout_ms``, with the policy's back-off between attempts. An awaited dispatch answers
+exactly one result event on the results topic (``<name>.done`` with the handler's return
+value, ``<name>.failed`` with ``{error, attempts}``, or ``<name>.timeout`` with
+``{attempts}``); its event id is derived from the command id, so a redelivered command's
+answer is de-duplicated by the reducer. A fire-and-forget dispatch answers nothing; its
+failure goes to dead letters with the original command bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
+from app.infra import settings as topics
+from app.infra.reducer_agent import Outbox, Source
+from app.infra.wire import (
+    AvroDecodeError,
+    dead_letter,
+    decode_command,
+    encode_event,
+    utc_now,
+)
+from app.spi.envelopes import Command, Event, JsonValue
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    result: str  # done | failed | timeout
+    payload: Mapping[str, JsonValue]
+    attempts: int
+
+
+class CommandRunner:
+    def __init__(
+        self, handlers: HandlerRegistry, outbox: Outbox, sleep: Sleep = asyncio.sleep
+    ) -> None:
+        self.handlers = handlers
+        self.outbox = outbox
+        self.sleep = sleep
+
+    async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
+        try:
+            command = decode_command(value)
+        except (AvroDecodeError, KeyError, TypeError) as exc:
+            record = dead_letter(f"undecodable command: {exc}", "decode", source, key, value)
+            await self.outbox.send(topics.DEAD_LETTERS, key, record)
+            return
+        outcome = await self.run(command)
+        if command.mode == "await":
+            await self.outbox.send(topics.RESULTS, key, encode_event(result_event(command, outcome)))
+        elif outcome.result != "done":
+            reason = f"{command.kind} {command.name} {outcome.result}: {outcome.payload}"
+            await self.outbox.send(
+                topics.DEAD_LETTERS, key, dead_letter(reason, "handler", source, key, value)
+            )
+
+    async def run(self, command: Command) -> Outcome:
+        handler = self.handlers.get(command.kind, command.name)
+        if handler is None:
+            error = f"no {command.kind} handler registered for {command.name!r}"
+            return Outcome("failed", {"error": error, "attempts": 0}, 0)
+        policy = command.retry
+        last = Outcome("failed", {"error": "not run", "attempts": 0}, 0)
+        for attempt in range(1, max(1, policy.max_attempts) + 1):
+            delay_ms = policy.delay_before_attempt_ms(attempt)
+            if delay_ms:
+                await self.sleep(delay_ms / 1000)
+            last, retryable = await self._attempt(handler, command, attempt)
+            if last.result == "done" or not retryable:
+                return last
+        return last
+
+    async def _attempt(
+        self, handler: HandlerFn, command: Command, attempt: int
+    ) -> tuple[Outcome, bool]:
+        context = HandlerContext(
+            idempotency_key=command.command_id,
+            workflow_type=command.workflow_type,
+            instance_id=command.instance_id,
+            name=command.name,
+            kind=command.kind,
+            attempt=attempt,
+            max_attempts=command.retry.max_attempts,
+        )
+        timeout = command.timeout_ms / 1000 if command.timeout_ms else None
+        try:
+            value = await asyncio.wait_for(_call(handler, command.input, context), timeout)
+        except TimeoutError:
+            return Outcome("timeout", {"attempts": attempt}, attempt), True
+        except Exception as exc:  # a handler's failure is data: it becomes <name>.failed
+            error = f"{type(exc).__name__}: {exc}"
+            retryable = not getattr(exc, "non_retryable", False)
+            return Outcome("failed", {"error": error, "attempts": attempt}, attempt), retryable
+        payload = value if isinstance(value, Mapping) else {"result": value}
+        return Outcome("done", payload, attempt), False
+
+
+async def _call(handler: HandlerFn, data: Mapping[str, Any], context: HandlerContext) -> Any:
+    if inspect.iscoroutinefunction(handler):
+        return await handler(data, context)  # type: ignore[misc]
+    result = await asyncio.to_thread(handler, data, context)
+    if inspect.isawaitable(result):
+        return await result
+    return result
+
+
+def result_event(command: Command, outcome: Outcome) -> Event:
+    """The answer to an awaited dispatch; its id is stable across redeliveries."""
+    return Event(
+        workflow_type=command.workflow_type,
+        instance_id=command.instance_id,
+        type=f"{command.name}.{outcome.result}",
+        event_id=f"{command.command_id}.{outcome.result}",
+        occurred_at=utc_now(),
+        payload=dict(outcome.payload),
+        dispatch_id=command.command_id,
+        causation_id=command.command_id,
+    )

@@ -1,0 +1,57 @@
+"""The instance read model: status, configuration, seq and updated_at of every instance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from app.spi.envelopes import JournalRecord
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    workflow_type: str
+    instance_id: str
+    workflow_version: int
+    status: str
+    configuration: tuple[str, ...]
+    seq: int
+    updated_at: str
+
+    def to_record(self) -> dict[str, object]:
+        return {
+            "workflow_type": self.workflow_type,
+            "instance_id": self.instance_id,
+            "workflow_version": self.workflow_version,
+            "status": self.status,
+            "configuration": list(self.configuration),
+            "seq": self.seq,
+            "updated_at": self.updated_at,
+        }
+
+    @classmethod
+    def from_record(cls, raw: dict[str, object]) -> InstanceView:
+        return cls(
+            workflow_type=str(raw["workflow_type"]),
+            instance_id=str(raw["instance_id"]),
+            workflow_version=int(raw["workflow_version"]),  # type: ignore[call-overload]
+            status=str(raw["status"]),
+            configuration=tuple(raw["configuration"]),  # type: ignore[arg-type]
+            seq=int(raw["seq"]),  # type: ignore[call-overload]
+            updated_at=str(raw["updated_at"]),
+        )
+
+
+def project(current: InstanceView | None, record: JournalRecord) -> InstanceView | None:
+    """The view after ``record``; None when the record is not newer than the view."""
+    if current is not None and record.seq <= current.seq:
+        return None
+    event = record.event
+    return InstanceView(
+        workflow_type=event.workflow_type,
+        instance_id=event.instance_id,
+        workflow_version=record.workflow_version,
+        status=record.status,
+        configuration=record.configuration,
+        seq=record.seq,
+        updated_at=event.occurred_at,
+    )

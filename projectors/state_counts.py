@@ -1,0 +1,30 @@
+"""Per-workflow state counts: how many instances are in each atomic state.
+
+An active or finished instance counts once for each atomic state in its configuration; an
+instance with an empty configuration (cancelled) counts under ``(<status>)``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from projectors.instances import InstanceView
+
+
+def state_keys(view: InstanceView | None) -> list[str]:
+    if view is None:
+        return []
+    states = list(view.configuration) or [f"({view.status})"]
+    return [f"{view.workflow_type}:{state}" for state in states]
+
+
+def deltas(before: InstanceView | None, after: InstanceView) -> dict[str, int]:
+    """+1/-1 changes to the counts when an instance's view moves from before to after."""
+    change: Counter[str] = Counter(state_keys(after))
+    change.subtract(state_keys(before))
+    return {key: n for key, n in sorted(change.items()) if n}
+
+
+def split_key(key: str) -> tuple[str, str]:
+    workflow, _, state = key.partition(":")
+    return workflow, state
