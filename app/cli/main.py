@@ -1,6 +1,7 @@
-"""``omninode``: validate, simulate and draw RSS workflows.
+"""``omninode``: validate, simulate and draw RSS workflows; run and inspect them on Kafka.
 
-Exit codes: 0 success, 2 bad input (invalid chart, malformed events file, unreadable file).
+Exit codes: 0 success, 1 not found (status/history of an unknown instance), 2 bad input
+(invalid chart, malformed events file or JSON, unreadable file), 3 Kafka unreachable.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from app.cli.runtime import add_commands, guarded
 from app.core.diagram import to_dot, to_mermaid
 from app.core.errors import ChartError, DuplicateWorkflow, SimulationInputError
 from app.core.model import Chart
@@ -31,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args))
+        return guarded(args)
     except (HandlerImportError, OSError) as exc:
         print(f"omninode: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     diagram.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     diagram.add_argument("-o", "--output", help="write here instead of stdout")
     diagram.set_defaults(handler=_diagram)
+    add_commands(commands)
     return parser
 
 

@@ -65,9 +65,7 @@ class AvroCodec(codecs.Codec):
         if magic != MAGIC:
             raise AvroDecodeError(f"not Confluent wire format (magic byte {magic})")
         if schema_id != self.schema_id:
-            raise AvroDecodeError(
-                f"schema id {schema_id} is not {self.name} (id {self.schema_id})"
-            )
+            raise AvroDecodeError(f"schema id {schema_id} is not {self.name} (id {self.schema_id})")
         try:
             record = fastavro.schemaless_reader(io.BytesIO(data[HEADER.size :]), self.schema, None)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:

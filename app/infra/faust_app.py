@@ -8,6 +8,7 @@ which know nothing of Faust. Start it with ``faust -A app.main worker``.
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any
@@ -70,15 +71,16 @@ def credentials(settings: Settings) -> Any:
     security = settings.security
     if security.protocol == "PLAINTEXT":
         return None
-    options = settings.aiokafka_options()
+    context = settings.aiokafka_options().get("ssl_context")
+    ssl_context = context if isinstance(context, ssl.SSLContext) else None
     if security.sasl_mechanism:
         return faust.SASLCredentials(
             username=security.sasl_username,
             password=security.sasl_password,
             mechanism=security.sasl_mechanism,
-            ssl_context=options.get("ssl_context"),
+            ssl_context=ssl_context,
         )
-    return faust.SSLCredentials(options["ssl_context"])
+    return faust.SSLCredentials(ssl_context)
 
 
 def build_app(
@@ -105,11 +107,23 @@ def build_app(
     if "reducer" in settings.roles:
         _reducer_agents(app, outbox, registry, partitions)
     if "effects" in settings.roles:
-        _consume(app, outbox, names.EFFECT_COMMANDS, "effects", settings.worker_concurrency,
-                 CommandRunner(handlers, outbox).handle)
+        _consume(
+            app,
+            outbox,
+            names.EFFECT_COMMANDS,
+            "effects",
+            settings.worker_concurrency,
+            CommandRunner(handlers, outbox).handle,
+        )
     if "computes" in settings.roles:
-        _consume(app, outbox, names.COMPUTE_COMMANDS, "computes", settings.worker_concurrency,
-                 CommandRunner(handlers, outbox).handle)
+        _consume(
+            app,
+            outbox,
+            names.COMPUTE_COMMANDS,
+            "computes",
+            settings.worker_concurrency,
+            CommandRunner(handlers, outbox).handle,
+        )
     if "projector" in settings.roles:
         _projector_agents(app, outbox, partitions)
     return app

@@ -69,11 +69,15 @@ async def plan_topics(settings: Settings, manifest: dict[str, TopicSpec]) -> lis
     for name, spec in manifest.items():
         have = existing.get(name)
         if have is None:
-            detail = f"{spec.partitions} partitions, {spec.cleanup_policy}, retention {spec.retention}"
+            detail = (
+                f"{spec.partitions} partitions, {spec.cleanup_policy}, retention {spec.retention}"
+            )
             changes.append(TopicChange(name, "create", detail))
         elif have != spec.partitions:
-            detail = (f"has {have} partitions, manifest says {spec.partitions}; not changed "
-                      "automatically (it would move keys between partitions)")
+            detail = (
+                f"has {have} partitions, manifest says {spec.partitions}; not changed "
+                "automatically (it would move keys between partitions)"
+            )
             changes.append(TopicChange(name, "differs", detail))
         else:
             changes.append(TopicChange(name, "ok", f"{have} partitions"))
@@ -108,7 +112,9 @@ async def apply_topics(settings: Settings, manifest: dict[str, TopicSpec]) -> li
 
 def _new_topic(spec: TopicSpec, brokers: int) -> NewTopic:
     configs = {"cleanup.policy": spec.cleanup_policy, "retention.ms": str(spec.retention_ms)}
-    return NewTopic(spec.name, spec.partitions, max(1, min(spec.replication, brokers)), None, configs)
+    return NewTopic(
+        spec.name, spec.partitions, max(1, min(spec.replication, brokers)), None, configs
+    )
 
 
 async def produce(settings: Settings, records: Sequence[tuple[str, bytes, bytes]]) -> None:

@@ -39,11 +39,15 @@ class InstanceProjector:
         if after is None:
             return
         self.views[view_key] = json.dumps(after.to_record()).encode()
-        await self.outbox.send(topics.INSTANCE_VIEWS, view_key, codec(INSTANCE_VIEW).encode(after.to_record()))
+        await self.outbox.send(
+            topics.INSTANCE_VIEWS, view_key, codec(INSTANCE_VIEW).encode(after.to_record())
+        )
         for state_key, change in deltas(before, after).items():
             workflow, state = split_key(state_key)
             delta = {"workflow_type": workflow, "state": state, "count": change}
-            await self.outbox.send(topics.STATE_DELTAS, state_key.encode(), codec(STATE_COUNT).encode(delta))
+            await self.outbox.send(
+                topics.STATE_DELTAS, state_key.encode(), codec(STATE_COUNT).encode(delta)
+            )
 
 
 class CountsProjector:

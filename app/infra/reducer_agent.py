@@ -35,7 +35,13 @@ from app.core.replay import journal_record
 from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot, dumps, loads
 from app.infra import settings as topics
-from app.infra.wire import AvroDecodeError, dead_letter, decode_event, encode_command, encode_journal
+from app.infra.wire import (
+    AvroDecodeError,
+    dead_letter,
+    decode_event,
+    encode_command,
+    encode_journal,
+)
 from app.spi.envelopes import Event
 
 Source = tuple[str, int, int]
@@ -111,8 +117,13 @@ class Reducer:
                 del self.timers[key]
             return
         armed = [
-            {"id": t.id, "deadline": t.deadline, "event": t.event, "instance_id": after.instance_id,
-             "workflow_type": after.workflow}
+            {
+                "id": t.id,
+                "deadline": t.deadline,
+                "event": t.event,
+                "instance_id": after.instance_id,
+                "workflow_type": after.workflow,
+            }
             for t in after.timers
         ]
         self.timers[key] = json.dumps(armed).encode()

@@ -15,7 +15,9 @@ def load_registry(settings: Settings) -> ChartRegistry:
     files = chart_files(settings.rss_paths)
     if not files:
         where = ", ".join(settings.rss_paths)
-        raise ChartError([Diagnostic(where, 1, "no RSS files (*.yaml, *.yml) on OMNINODE_RSS_PATH")])
+        raise ChartError(
+            [Diagnostic(where, 1, "no RSS files (*.yaml, *.yml) on OMNINODE_RSS_PATH")]
+        )
     registry = ChartRegistry()
     problems: list[Diagnostic] = []
     for path in files:

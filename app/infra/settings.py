@@ -4,7 +4,7 @@
 |---|---|---|
 | KAFKA_BOOTSTRAP_SERVERS | the cluster every command and worker talks to | 127.0.0.1:9092 |
 | OMNINODE_RSS_PATH | directories (or files) of charts, ``:``-separated | rss/ |
-| OMNINODE_HANDLERS | handler modules or ``.py`` files, comma-separated | the ``*.py`` beside the charts |
+| OMNINODE_HANDLERS | handler modules or ``.py`` files, comma-separated | ``*.py`` beside charts |
 | OMNINODE_PROFILE | ``production`` or ``local`` (the embedded broker's settings) | production |
 | OMNINODE_ROLES | what this worker runs: reducer, effects, computes, projector | all four |
 | OMNINODE_PARTITIONS | overrides the manifest's partition count (dev and tests) | manifest |
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from aiokafka.helpers import create_ssl_context
 
 Profile = Literal["production", "local"]
 ROLES = frozenset({"reducer", "effects", "computes", "projector"})
@@ -104,8 +105,6 @@ class Settings:
             options["sasl_plain_username"] = security.sasl_username
             options["sasl_plain_password"] = security.sasl_password
         if "SSL" in security.protocol:
-            from aiokafka.helpers import create_ssl_context
-
             options["ssl_context"] = create_ssl_context(
                 cafile=security.ssl_cafile,
                 certfile=security.ssl_certfile,

@@ -56,7 +56,9 @@ class CommandRunner:
             return
         outcome = await self.run(command)
         if command.mode == "await":
-            await self.outbox.send(topics.RESULTS, key, encode_event(result_event(command, outcome)))
+            await self.outbox.send(
+                topics.RESULTS, key, encode_event(result_event(command, outcome))
+            )
         elif outcome.result != "done":
             reason = f"{command.kind} {command.name} {outcome.result}: {outcome.payload}"
             await self.outbox.send(
@@ -106,7 +108,7 @@ class CommandRunner:
 
 async def _call(handler: HandlerFn, data: Mapping[str, Any], context: HandlerContext) -> Any:
     if inspect.iscoroutinefunction(handler):
-        return await handler(data, context)  # type: ignore[misc]
+        return await handler(data, context)
     result = await asyncio.to_thread(handler, data, context)
     if inspect.isawaitable(result):
         return await result

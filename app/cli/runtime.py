@@ -1,0 +1,248 @@
+"""CLI commands that talk to Kafka: broker, topics, start, send, status, history, dlq, dev."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from app.core.snapshot import Snapshot
+from app.infra.broker import BrokerError, EmbeddedBroker
+from app.infra.control import (
+    WorkerProcess,
+    new_event,
+    read_dead_letters,
+    read_history,
+    read_snapshot,
+    send_events,
+)
+from app.infra.demo import DEMO_RUNS, drive
+from app.infra.kafka_client import KafkaUnavailable, apply_topics, plan_topics
+from app.infra.settings import Settings, SettingsError, load_manifest
+from app.spi.envelopes import JournalRecord
+
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
+T = TypeVar("T")
+
+
+def add_commands(commands: Any) -> None:
+    broker = commands.add_parser("broker", help="run the embedded Kafka-protocol broker (dev)")
+    broker.add_argument("--port", type=int, default=9092, help="0 picks a free port")
+    broker.set_defaults(handler=_broker)
+
+    topics = commands.add_parser("topics", help="diff or create the topics in topics/")
+    topics.add_argument("action", choices=("plan", "apply"))
+    topics.set_defaults(handler=_topics)
+
+    start = commands.add_parser("start", help="start an instance ($start with --data)")
+    _instance_args(start)
+    start.add_argument("--data", default="{}", help="JSON object merged over the chart's data")
+    start.add_argument("--event-id", help="idempotency key of this event (default: random)")
+    start.set_defaults(handler=_start, event="$start")
+
+    send = commands.add_parser("send", help="send an event to an instance")
+    _instance_args(send)
+    send.add_argument("event", help="event type, e.g. PAY or $cancel")
+    send.add_argument("--data", default="{}", help="the payload, a JSON object")
+    send.add_argument("--event-id", help="idempotency key of this event (default: random)")
+    send.set_defaults(handler=_start)
+
+    status = commands.add_parser("status", help="show an instance's snapshot")
+    _instance_args(status)
+    status.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    status.set_defaults(handler=_status)
+
+    history = commands.add_parser("history", help="show an instance's journal")
+    _instance_args(history)
+    history.add_argument("--json", action="store_true", help="one JSON object per line")
+    history.set_defaults(handler=_history)
+
+    dlq = commands.add_parser("dlq", help="list dead letters with their reasons")
+    dlq.add_argument("action", choices=("list",))
+    dlq.add_argument("--json", action="store_true")
+    dlq.set_defaults(handler=_dlq)
+
+    dev = commands.add_parser("dev", help="embedded broker + topics + a worker + the examples")
+    dev.add_argument("--once", action="store_true", help="stop after the demo runs")
+    dev.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    dev.set_defaults(handler=_dev)
+
+
+def _instance_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("workflow", metavar="TYPE", help="workflow type")
+    parser.add_argument("instance_id", metavar="ID", help="instance id")
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
+
+
+def guarded(args: argparse.Namespace) -> int:
+    """Run a Kafka command; unreachable clusters and bad settings are one-line errors."""
+    try:
+        return int(args.handler(args))
+    except (SettingsError, BrokerError, json.JSONDecodeError, ValueError) as exc:
+        print(f"omninode: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (KafkaUnavailable, TimeoutError) as exc:
+        print(f"omninode: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+def _broker(args: argparse.Namespace) -> int:
+    broker = EmbeddedBroker(port=args.port)
+    bootstrap = broker.start()
+    print(f"embedded broker (Tansu, in memory) listening on {bootstrap}", flush=True)
+    print(f"export KAFKA_BOOTSTRAP_SERVERS={bootstrap} OMNINODE_PROFILE=local", flush=True)
+    stop = _wait_for_signal(broker.is_running)
+    broker.stop()
+    print(f"stopped ({stop})", flush=True)
+    return 0
+
+
+def _wait_for_signal(alive: Any) -> str:
+    received: list[str] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signal.Signals(signum).name)
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not received and alive():
+        time.sleep(0.2)
+    return received[0] if received else "the broker exited"
+
+
+def _topics(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    manifest = load_manifest(partitions=settings.partitions)
+    action = apply_topics if args.action == "apply" else plan_topics
+    changes = _run(action(settings, manifest))
+    verb = {
+        "create": "created" if args.action == "apply" else "to create",
+        "ok": "ok",
+        "differs": "DIFFERS",
+    }
+    for change in changes:
+        print(f"{verb[change.action]:<10} {change.topic:<36} {change.detail}")
+    return 1 if any(c.action == "differs" for c in changes) else 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    payload = json.loads(args.data)
+    if not isinstance(payload, dict):
+        raise ValueError("--data must be a JSON object")
+    event = new_event(args.workflow, args.instance_id, args.event, payload, args.event_id)
+    _run(send_events(Settings.from_env(), [event]))
+    print(f"sent {event.type} to {event.key} (event id {event.event_id})")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    snapshot = _run(read_snapshot(Settings.from_env(), args.workflow, args.instance_id))
+    if snapshot is None:
+        print(f"omninode: no instance {args.workflow}:{args.instance_id}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(snapshot.to_dict(), indent=2, sort_keys=True))
+    else:
+        print(_describe(snapshot))
+    return 0
+
+
+def _describe(snapshot: Snapshot) -> str:
+    lines = [
+        f"{snapshot.workflow}:{snapshot.instance_id}  v{snapshot.version}  {snapshot.status}"
+        f"  seq {snapshot.seq}  updated {snapshot.updated_at}",
+        f"  states:  {', '.join(snapshot.configuration) or '-'}",
+        f"  data:    {json.dumps(snapshot.data, sort_keys=True)}",
+    ]
+    lines += [f"  waiting: {p.kind} {p.name} ({p.dispatch_id})" for p in snapshot.pending]
+    lines += [f"  timer:   {t.event} at {t.deadline}" for t in snapshot.timers]
+    if snapshot.reason:
+        lines.append(f"  reason:  {snapshot.reason}")
+    return "\n".join(lines)
+
+
+def _history(args: argparse.Namespace) -> int:
+    records = _run(read_history(Settings.from_env(), args.workflow, args.instance_id))
+    if not records:
+        print(f"omninode: no journal for {args.workflow}:{args.instance_id}", file=sys.stderr)
+        return 1
+    for record in records:
+        print(
+            json.dumps(_history_row(record), sort_keys=True) if args.json else _history_line(record)
+        )
+    return 0
+
+
+def _history_row(record: JournalRecord) -> dict[str, Any]:
+    return {
+        "seq": record.seq,
+        "event": record.event.to_dict(),
+        "ignored": record.ignored,
+        "status": record.status,
+        "configuration": list(record.configuration),
+        "reason": record.reason,
+    }
+
+
+def _history_line(record: JournalRecord) -> str:
+    mark = " (ignored)" if record.ignored else ""
+    return (
+        f"{record.seq:>4}  {record.event.occurred_at}  {record.event.type}{mark}  -> "
+        f"{record.status} {', '.join(record.configuration) or '-'}"
+    )
+
+
+def _dlq(args: argparse.Namespace) -> int:
+    for letter in _run(read_dead_letters(Settings.from_env())):
+        if args.json:
+            printable = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in letter.items()}
+            print(json.dumps(printable, sort_keys=True))
+        else:
+            where = (
+                f"{letter['source_topic']}@{letter['source_partition']}:{letter['source_offset']}"
+            )
+            print(f"{letter['offset']:<8} {letter['stage']:<7} {where:<28} {letter['reason']}")
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    workdir = Path(tempfile.mkdtemp(prefix="omninode-dev-"))
+    with EmbeddedBroker(port=args.port, log_path=workdir / "broker.log") as broker:
+        settings = Settings(
+            bootstrap_servers=broker.bootstrap_servers, profile="local", partitions=4
+        )
+        print(
+            f"[1/4] embedded broker on {broker.bootstrap_servers} (logs in {workdir})", flush=True
+        )
+        _run(apply_topics(settings, load_manifest(partitions=settings.partitions)))
+        print("[2/4] topics created from topics/omninode.yaml", flush=True)
+        worker = WorkerProcess(settings, workdir / "worker-data", workdir / "worker.log").start()
+        try:
+            worker.wait_ready()
+            print("[3/4] worker ready (faust -A app.main worker)", flush=True)
+            print("[4/4] running the example workflows:", flush=True)
+            for run in DEMO_RUNS:
+                _run(drive(settings, run, "demo-1", lambda line: print("   ", line, flush=True)))
+            if args.once:
+                return 0
+            print(
+                f"\nexport KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
+                "OMNINODE_PROFILE=local\nthen try: omninode status order_fulfillment demo-1"
+                "\nCtrl-C stops the worker and the broker.",
+                flush=True,
+            )
+            _wait_for_signal(broker.is_running)
+        finally:
+            worker.stop()
+    return 0

@@ -1,0 +1,184 @@
+"""Talking to a running deployment: send events, read snapshots and journals, run workers.
+
+Used by the CLI (start, send, status, history, dev) and by the integration tests, so both
+exercise the same paths a user does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.core.snapshot import Snapshot, loads
+from app.infra import settings as names
+from app.infra.kafka_client import produce, read_key, read_topic
+from app.infra.settings import Settings, changelog_topic
+from app.infra.wire import decode_dead_letter, decode_journal, encode_event, utc_now
+from app.spi.envelopes import Event, JournalRecord, instance_key
+
+
+def new_event(
+    workflow: str,
+    instance_id: str,
+    event_type: str,
+    payload: Mapping[str, Any] | None = None,
+    event_id: str | None = None,
+) -> Event:
+    return Event(
+        workflow_type=workflow,
+        instance_id=instance_id,
+        type=event_type,
+        event_id=event_id or str(uuid.uuid4()),
+        occurred_at=utc_now(),
+        payload=dict(payload or {}),
+    )
+
+
+async def send_events(settings: Settings, events: list[Event]) -> None:
+    records = [(names.EVENTS, e.key.encode(), encode_event(e)) for e in events]
+    await produce(settings, records)
+
+
+async def read_snapshot(settings: Settings, workflow: str, instance_id: str) -> Snapshot | None:
+    """The instance's latest snapshot, from the snapshot table's changelog."""
+    key = instance_key(workflow, instance_id).encode()
+    topic = changelog_topic(settings, names.SNAPSHOT_TABLE)
+    records = await read_key(settings, topic, key)
+    latest = next((r.value for r in reversed(records)), None)
+    return loads(latest) if latest else None
+
+
+async def read_history(settings: Settings, workflow: str, instance_id: str) -> list[JournalRecord]:
+    """The instance's journal in seq order, de-duplicated by seq (redeliveries re-emit)."""
+    key = instance_key(workflow, instance_id).encode()
+    by_seq: dict[int, JournalRecord] = {}
+    for record in await read_key(settings, names.JOURNAL, key):
+        journal = decode_journal(record.value)
+        by_seq.setdefault(journal.seq, journal)
+    return [by_seq[seq] for seq in sorted(by_seq)]
+
+
+async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:
+    letters = []
+    for record in await read_topic(settings, names.DEAD_LETTERS):
+        letter = decode_dead_letter(record.value)
+        letter["offset"] = f"{record.partition}:{record.offset}"
+        letters.append(letter)
+    return letters
+
+
+async def wait_for(
+    settings: Settings,
+    workflow: str,
+    instance_id: str,
+    done: Callable[[Snapshot], bool],
+    timeout_s: float = 30.0,
+) -> Snapshot:
+    """Poll the snapshot until ``done`` holds; TimeoutError says what was last seen."""
+    deadline = time.monotonic() + timeout_s
+    last: Snapshot | None = None
+    while time.monotonic() < deadline:
+        last = await read_snapshot(settings, workflow, instance_id)
+        if last is not None and done(last):
+            return last
+        await asyncio.sleep(0.3)
+    seen = "nothing" if last is None else f"{last.status} {list(last.configuration)} seq {last.seq}"
+    raise TimeoutError(
+        f"{workflow}:{instance_id} not there after {timeout_s:.0f}s; last seen {seen}"
+    )
+
+
+def worker_environment(
+    settings: Settings, extra: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "OMNINODE_PROFILE": settings.profile,
+        "OMNINODE_RSS_PATH": ":".join(settings.rss_paths),
+        "OMNINODE_APP_ID": settings.app_id,
+    }
+    if settings.partitions:
+        env["OMNINODE_PARTITIONS"] = str(settings.partitions)
+    if settings.handler_modules:
+        env["OMNINODE_HANDLERS"] = ",".join(settings.handler_modules)
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    """``faust -A app.main worker`` as a child process with its own data dir and log file."""
+
+    settings: Settings
+    data_dir: Path
+    log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> WorkerProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [
+            sys.executable,
+            "-m",
+            "faust",
+            "-A",
+            "app.main",
+            "--datadir",
+            str(self.data_dir),
+            "worker",
+            "--without-web",
+            "--loglevel",
+            "info",
+        ]
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it
+        self.process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=worker_environment(self.settings, self.env),
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        """Until the worker logs that it is ready (partitions assigned, tables recovered)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {self.process.returncode}; see {self.log_path}"
+                )
+            if b"[^Worker]: Ready" in self.log_path.read_bytes():
+                return
+            time.sleep(0.2)
+        raise TimeoutError(f"worker not ready after {timeout_s:.0f}s; see {self.log_path}")
+
+    def stop(self, timeout_s: float = 30.0) -> int | None:
+        """SIGTERM (a clean shutdown: Faust commits and leaves the group), then SIGKILL."""
+        process, self.process = self.process, None
+        if process is None:
+            return None
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        return process.returncode
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
