@@ -25,7 +25,7 @@ from app.infra.control import (
 )
 from app.infra.demo import DEMO_RUNS, drive
 from app.infra.kafka_client import KafkaUnavailable, apply_topics, plan_topics
-from app.infra.settings import Settings, SettingsError, load_manifest
+from app.infra.settings import Settings, SettingsError
 from app.spi.envelopes import JournalRecord
 
 EXIT_BAD_INPUT = 2
@@ -123,7 +123,7 @@ def _wait_for_signal(alive: Any) -> str:
 
 def _topics(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    manifest = load_manifest(partitions=settings.partitions)
+    manifest = settings.manifest()
     action = apply_topics if args.action == "apply" else plan_topics
     changes = _run(action(settings, manifest))
     verb = {
@@ -225,7 +225,7 @@ def _dev(args: argparse.Namespace) -> int:
         print(
             f"[1/4] embedded broker on {broker.bootstrap_servers} (logs in {workdir})", flush=True
         )
-        _run(apply_topics(settings, load_manifest(partitions=settings.partitions)))
+        _run(apply_topics(settings, settings.manifest()))
         print("[2/4] topics created from topics/omninode.yaml", flush=True)
         worker = WorkerProcess(settings, workdir / "worker-data", workdir / "worker.log").start()
         try:

@@ -43,7 +43,7 @@ def new_event(
 
 
 async def send_events(settings: Settings, events: list[Event]) -> None:
-    records = [(names.EVENTS, e.key.encode(), encode_event(e)) for e in events]
+    records = [(settings.topic(names.EVENTS), e.key.encode(), encode_event(e)) for e in events]
     await produce(settings, records)
 
 
@@ -60,7 +60,7 @@ async def read_history(settings: Settings, workflow: str, instance_id: str) -> l
     """The instance's journal in seq order, de-duplicated by seq (redeliveries re-emit)."""
     key = instance_key(workflow, instance_id).encode()
     by_seq: dict[int, JournalRecord] = {}
-    for record in await read_key(settings, names.JOURNAL, key):
+    for record in await read_key(settings, settings.topic(names.JOURNAL), key):
         journal = decode_journal(record.value)
         by_seq.setdefault(journal.seq, journal)
     return [by_seq[seq] for seq in sorted(by_seq)]
@@ -68,7 +68,7 @@ async def read_history(settings: Settings, workflow: str, instance_id: str) -> l
 
 async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:
     letters = []
-    for record in await read_topic(settings, names.DEAD_LETTERS):
+    for record in await read_topic(settings, settings.topic(names.DEAD_LETTERS)):
         letter = decode_dead_letter(record.value)
         letter["offset"] = f"{record.partition}:{record.offset}"
         letters.append(letter)

@@ -70,9 +70,13 @@ DEMO_RUNS = (
 )
 
 
-def reached(step: DemoStep) -> Callable[[Snapshot], bool]:
+def reached(step: DemoStep, after_seq: int) -> Callable[[Snapshot], bool]:
     def check(snapshot: Snapshot) -> bool:
-        return snapshot.status == step.status and set(step.until) <= set(snapshot.configuration)
+        return (
+            snapshot.seq > after_seq
+            and snapshot.status == step.status
+            and set(step.until) <= set(snapshot.configuration)
+        )
 
     return check
 
@@ -90,7 +94,13 @@ async def drive(
         await send_events(
             settings, [new_event(run.workflow, instance_id, step.event, step.payload)]
         )
-        snapshot = await wait_for(settings, run.workflow, instance_id, reached(step), timeout_s)
+        snapshot = await wait_for(
+            settings,
+            run.workflow,
+            instance_id,
+            reached(step, snapshot.seq if snapshot else 0),
+            timeout_s,
+        )
         report(
             f"{run.workflow}:{instance_id}  {step.event:<12} -> {snapshot.status:<7} "
             f"{', '.join(snapshot.configuration)}  (seq {snapshot.seq})"

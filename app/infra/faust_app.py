@@ -22,7 +22,7 @@ from app.infra import settings as names
 from app.infra.avro import register_faust_codecs
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
-from app.infra.settings import Settings, TopicSpec, load_manifest
+from app.infra.settings import Settings, TopicSpec
 from app.infra.timer_service import TimerService
 from app.infra.worker_agent import CommandRunner
 
@@ -37,7 +37,7 @@ class FaustOutbox:
     def __init__(self, app: faust.App, manifest: dict[str, TopicSpec]) -> None:
         self._topics = {
             name: app.topic(
-                name,
+                spec.name,
                 partitions=spec.partitions,
                 key_serializer="raw",
                 value_serializer="raw",
@@ -86,7 +86,7 @@ def credentials(settings: Settings) -> Any:
 def build_app(
     settings: Settings, registry: ChartRegistry, handlers: HandlerRegistry = default_handlers
 ) -> faust.App:
-    manifest = load_manifest(partitions=settings.partitions)
+    manifest = settings.manifest()
     partitions = manifest[names.EVENTS].partitions
     register_faust_codecs()
     options: dict[str, Any] = {
@@ -149,7 +149,8 @@ def _consume(
 ) -> None:
     """An agent feeding every record (raw bytes, so bad ones can be dead-lettered) to handle."""
     topics = (topic_names,) if isinstance(topic_names, str) else topic_names
-    channel = app.topic(*topics, key_serializer="raw", value_serializer="raw")
+    real_names = [outbox.topic(t).get_topic_name() for t in topics]
+    channel = app.topic(*real_names, key_serializer="raw", value_serializer="raw")
 
     async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
         event: EventT[bytes]

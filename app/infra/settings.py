@@ -8,7 +8,8 @@
 | OMNINODE_PROFILE | ``production`` or ``local`` (the embedded broker's settings) | production |
 | OMNINODE_ROLES | what this worker runs: reducer, effects, computes, projector | all four |
 | OMNINODE_PARTITIONS | overrides the manifest's partition count (dev and tests) | manifest |
-| OMNINODE_APP_ID | the Faust app id (consumer group, changelog names) | omninode |
+| OMNINODE_REPLICATION | overrides the manifest's replication factor | manifest |
+| OMNINODE_APP_ID | Faust app id (consumer group, changelogs) and topic prefix | omninode |
 | OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
 | KAFKA_SECURITY_PROTOCOL | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL | PLAINTEXT |
@@ -55,6 +56,7 @@ class Settings:
     profile: Profile = "production"
     roles: frozenset[str] = ROLES
     partitions: int | None = None
+    replication: int | None = None
     app_id: str = "omninode"
     web_port: int | None = None
     worker_concurrency: int = 8
@@ -76,6 +78,7 @@ class Settings:
             profile=profile,  # type: ignore[arg-type]
             roles=roles,
             partitions=_int(env, "OMNINODE_PARTITIONS"),
+            replication=_int(env, "OMNINODE_REPLICATION"),
             app_id=env.get("OMNINODE_APP_ID", "omninode"),
             web_port=_int(env, "OMNINODE_WEB_PORT"),
             worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
@@ -93,6 +96,14 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return self.profile == "local"
+
+    def manifest(self) -> dict[str, TopicSpec]:
+        replication = 1 if self.is_local else self.replication
+        return load_manifest(MANIFEST, self.partitions, self.app_id, replication)
+
+    def topic(self, logical: str) -> str:
+        """The real name of a manifest topic in this deployment (prefixed with the app id)."""
+        return self.app_id + logical.removeprefix("omninode")
 
     def aiokafka_options(self) -> dict[str, object]:
         """Client options shared by every aiokafka client we open outside Faust."""
@@ -149,8 +160,14 @@ class TopicSpec:
         raise SettingsError(f"topic {self.name}: bad retention {self.retention!r}")
 
 
-def load_manifest(path: Path = MANIFEST, partitions: int | None = None) -> dict[str, TopicSpec]:
-    """The topic manifest by name; ``partitions`` overrides every topic's count."""
+def load_manifest(
+    path: Path = MANIFEST,
+    partitions: int | None = None,
+    namespace: str = "omninode",
+    replication: int | None = None,
+) -> dict[str, TopicSpec]:
+    """The manifest by logical name (``omninode.events``); each spec's ``name`` is the real
+    topic, prefixed with ``namespace``. ``partitions``/``replication`` override the file."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
         defaults = raw.get("defaults", {})
@@ -158,9 +175,9 @@ def load_manifest(path: Path = MANIFEST, partitions: int | None = None) -> dict[
         for entry in raw["topics"]:
             merged = {**defaults, **entry}
             specs[merged["name"]] = TopicSpec(
-                name=merged["name"],
+                name=namespace + merged["name"].removeprefix("omninode"),
                 partitions=partitions or int(merged["partitions"]),
-                replication=int(merged["replication"]),
+                replication=replication or int(merged["replication"]),
                 cleanup_policy=merged.get("cleanup_policy", "delete"),
                 retention=str(merged.get("retention", "7d")),
                 key=merged.get("key", ""),

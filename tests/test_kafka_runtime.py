@@ -1,0 +1,242 @@
+"""End to end on a real broker: faust worker processes run the example workflows.
+
+Every test here starts real ``faust -A app.main worker`` processes against the session's
+broker (see conftest.py) and talks to them only through topics, as users do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from app.core.snapshot import Snapshot
+from app.infra import settings as names
+from app.infra.avro import codec
+from app.infra.control import new_event, read_history, read_snapshot, send_events, wait_for
+from app.infra.demo import DEMO_RUNS, drive
+from app.infra.kafka_client import produce, read_key, read_topic
+from app.infra.settings import Settings, changelog_topic
+from app.infra.wire import decode_dead_letter, encode_event
+from tests.conftest import ROOT, Cluster, Deployment, make_deployment
+
+pytestmark = pytest.mark.kafka
+
+
+def order(instance_id: str) -> list:
+    return [new_event("order_fulfillment", instance_id, "$start",
+                      {"order_id": instance_id, "total": 40, "items": ["book"]})]
+
+
+def in_states(*states: str, status: str = "active") -> Callable[[Snapshot], bool]:
+    return lambda s: s.status == status and set(states) <= set(s.configuration)
+
+
+PICKING = in_states("fulfilment.invoicing.invoiced", "fulfilment.packing.picking")
+SHIPPED = in_states("shipped", status="done")
+
+
+async def start_orders_and_pay(settings: Settings, ids: list[str]) -> None:
+    await send_events(settings, [e for i in ids for e in order(i)])
+    await send_events(settings, [new_event("order_fulfillment", i, "PAY", {"amount": 40})
+                                 for i in ids])
+
+
+async def all_reach(settings: Settings, ids: list[str], check: Callable[[Snapshot], bool],
+                    timeout_s: float = 90.0) -> list[Snapshot]:
+    return list(await asyncio.gather(
+        *(wait_for(settings, "order_fulfillment", i, check, timeout_s) for i in ids)))
+
+
+def test_the_three_examples_run_to_their_final_states(deployment: Deployment) -> None:
+    deployment.worker("w1").wait_ready()
+    settings = deployment.settings
+
+    async def scenario() -> list[Snapshot]:
+        runs = [drive(settings, run, f"{run.workflow}-{n}") for run in DEMO_RUNS for n in (1, 2)]
+        return list(await asyncio.gather(*runs))
+
+    finals = deployment.run(scenario())
+    got = {(s.workflow, s.status, tuple(s.configuration)) for s in finals}
+    assert got == {
+        ("order_fulfillment", "done", ("shipped",)),
+        ("document_approval", "done", ("published",)),
+        ("loan_application", "done", ("funded",)),
+    }, deployment.logs()
+    for snapshot in finals:
+        history = deployment.run(read_history(settings, snapshot.workflow, snapshot.instance_id))
+        assert [r.seq for r in history] == list(range(1, snapshot.seq + 1))
+        assert history[0].event.type == "$start"
+        assert history[-1].status == "done"
+    # The loan ran a compute (credit_score) and an awaited effect (disburse_funds) for real.
+    loan = next(s for s in finals if s.workflow == "loan_application")
+    assert loan.data["score"] == 838
+    # Projections (they follow the journal asynchronously): the instance read model ...
+    keys = {f"{s.workflow}:{s.instance_id}": s for s in finals}
+
+    def views_caught_up() -> dict[str, dict] | None:
+        views = _latest(deployment.run(read_topic(settings, settings.topic(names.INSTANCE_VIEWS))),
+                        "omninode.InstanceView")
+        done = all(views.get(k, {}).get("seq") == s.seq for k, s in keys.items())
+        return views if done else None
+
+    views = _eventually(views_caught_up)
+    for key, snapshot in keys.items():
+        assert views[key]["status"] == "done"
+        assert views[key]["configuration"] == list(snapshot.configuration)
+    # ... and the per-state counts.
+    def counts_caught_up() -> dict[str, dict] | None:
+        counts = _latest(deployment.run(read_topic(settings, settings.topic(names.STATE_COUNTS))),
+                         "omninode.StateCount")
+        finals_counted = ("order_fulfillment:shipped", "document_approval:published",
+                          "loan_application:funded")
+        settled = all(counts.get(k, {}).get("count") == 2 for k in finals_counted)
+        return counts if settled else None
+
+    counts = _eventually(counts_caught_up)
+    assert counts["order_fulfillment:shipped"]["count"] == 2
+    assert counts["order_fulfillment:awaiting_payment"]["count"] == 0
+    assert counts["loan_application:funded"]["count"] == 2
+
+
+def _eventually(probe: Callable[[], dict | None], timeout_s: float = 30.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = probe()
+        if found is not None:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"not reached in {timeout_s}s: {probe.__name__}")
+
+
+def _latest(records: list, schema: str) -> dict[str, dict]:
+    return {r.key.decode(): codec(schema).decode(r.value) for r in records}
+
+
+def test_two_workers_share_the_partitions_and_one_takes_over(deployment: Deployment) -> None:
+    first, second = deployment.worker("a"), deployment.worker("b")
+    first.wait_ready()
+    second.wait_ready()
+    settings = deployment.settings
+    ids = [f"o-{n}" for n in range(16)]
+    deployment.run(start_orders_and_pay(settings, ids))
+    deployment.run(all_reach(settings, ids, PICKING))
+    for worker in (first, second):
+        assert b"charged order_fulfillment:" in worker.log_path.read_bytes(), deployment.logs()
+
+    assert second.stop() == 0
+    deployment.run(send_events(settings, [new_event("order_fulfillment", i, "PICKED")
+                                          for i in ids]))
+    finals = deployment.run(all_reach(settings, ids, SHIPPED))
+    assert len(finals) == 16
+
+
+@pytest.mark.parametrize("wipe", [False, True], ids=["rocksdb-kept", "rocksdb-wiped"])
+def test_a_restarted_worker_recovers_every_snapshot(deployment: Deployment, wipe: bool) -> None:
+    settings = deployment.settings
+    worker = deployment.worker("w")
+    worker.wait_ready()
+    ids = [f"r-{n}" for n in range(8)]
+    deployment.run(start_orders_and_pay(settings, ids))
+    before = {s.instance_id: s for s in deployment.run(all_reach(settings, ids, PICKING))}
+    assert worker.stop() == 0
+    if wipe:
+        shutil.rmtree(worker.data_dir)
+    deployment.worker("w").wait_ready()
+
+    deployment.run(send_events(settings, [new_event("order_fulfillment", i, "PICKED")
+                                          for i in ids]))
+    after = deployment.run(all_reach(settings, ids, SHIPPED))
+    for snapshot in after:
+        # The snapshot was restored, not restarted: data and seq carry on from before.
+        old = before[snapshot.instance_id]
+        assert snapshot.data["paid"] == 40 and snapshot.data["invoice"] == old.data["invoice"]
+        assert snapshot.seq > old.seq
+    letters = deployment.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))
+    assert letters == [], [decode_dead_letter(r.value)["reason"] for r in letters]
+
+
+def test_bad_input_lands_in_dead_letters_and_the_agent_keeps_going(
+    deployment: Deployment,
+) -> None:
+    deployment.worker("w").wait_ready()
+    settings = deployment.settings
+    events = settings.topic(names.EVENTS)
+    unknown_type = new_event("no_such_workflow", "x-1", "$start")
+    unknown_instance = new_event("order_fulfillment", "never-started", "PAY", {"amount": 1})
+    bad_payload = new_event("order_fulfillment", "bad-1", "$start", {"order_id": "", "total": "x"})
+    wrong_key = new_event("order_fulfillment", "k-1", "$start", {"order_id": "k", "total": 1})
+    bad = [
+        (events, b"order_fulfillment:garbage", b"\x00\x00not avro at all"),
+        (events, unknown_type.key.encode(), encode_event(unknown_type)),
+        (events, unknown_instance.key.encode(), encode_event(unknown_instance)),
+        (events, bad_payload.key.encode(), encode_event(bad_payload)),
+        (events, b"order_fulfillment:other", encode_event(wrong_key)),
+    ]
+    deployment.run(produce(settings, bad))
+    deployment.run(send_events(settings, order("good-1")))
+    deployment.run(wait_for(settings, "order_fulfillment", "good-1", in_states("awaiting_payment")))
+
+    letters = [decode_dead_letter(r.value) for r in
+               deployment.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))]
+    by_value = {letter["value"]: letter for letter in letters}
+    assert len(letters) == 5, letters
+    for topic, key, value in bad:
+        letter = by_value[value]  # the original bytes are kept
+        assert letter["key"] == key and letter["source_topic"] == topic
+    reasons = {letter["stage"] + ": " + letter["reason"] for letter in letters}
+    assert any(r.startswith("decode: undecodable event") for r in reasons), reasons
+    assert any(r.startswith("route: unknown workflow type 'no_such_workflow'") for r in reasons)
+    assert any(r.startswith("step: no such instance") for r in reasons), reasons
+    assert any(r.startswith("step: payload of $start fails its declared schema") for r in reasons)
+    assert any(r.startswith("route: record key b'order_fulfillment:other'") for r in reasons)
+    assert deployment.run(read_snapshot(settings, "order_fulfillment", "never-started")) is None
+
+
+@pytest.fixture
+def timer_deployment(kafka_cluster: Cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
+    deployed = make_deployment(kafka_cluster, tmp_path,
+                               (str(ROOT / "tests" / "fixtures" / "rss_timers"),))
+    yield deployed
+    for worker in deployed.workers:
+        worker.stop()
+
+
+def test_timers_fire_at_their_deadline_and_cancelled_ones_never(
+    timer_deployment: Deployment,
+) -> None:
+    deployment = timer_deployment
+    settings = deployment.settings
+    deployment.worker("w").wait_ready()
+    start = [new_event("timer_check", i, "$start") for i in ("fires", "cancelled")]
+    deployment.run(send_events(settings, start))
+    deployment.run(send_events(settings, [new_event("timer_check", "cancelled", "LEAVE")]))
+
+    fired = deployment.run(wait_for(settings, "timer_check", "fires",
+                                    in_states("timed_out", status="done"), 30))
+    history = deployment.run(read_history(settings, "timer_check", "fires"))
+    timer = history[-1].event
+    assert timer.type == "$after.waiting.0" and fired.seq == 2
+    # The event time of a firing is its deadline: 2 s after $start's time.
+    started = history[0].event.occurred_at
+    assert _ms(timer.occurred_at) - _ms(started) == 2000
+
+    time.sleep(3)  # well past the cancelled timer's deadline
+    left = deployment.run(read_history(settings, "timer_check", "cancelled"))
+    assert [r.event.type for r in left] == ["$start", "LEAVE"]
+    deployment.run(send_events(settings, [new_event("timer_check", "cancelled", "FINISH")]))
+    deployment.run(wait_for(settings, "timer_check", "cancelled",
+                            in_states("finished", status="done")))
+    armed = deployment.run(read_key(settings, changelog_topic(settings, names.TIMER_TABLE),
+                                    b"timer_check:cancelled"))
+    assert armed and armed[-1].value is None  # the 60 s timer was removed when `left` exited
+
+
+def _ms(instant: str) -> int:
+    from app.core.durations import parse_instant_ms  # noqa: PLC0415
+
+    return parse_instant_ms(instant)
