@@ -28,3 +28,11 @@ def deltas(before: InstanceView | None, after: InstanceView) -> dict[str, int]:
 def split_key(key: str) -> tuple[str, str]:
     workflow, _, state = key.partition(":")
     return workflow, state
+
+
+def totals(views: dict[str, InstanceView]) -> dict[str, int]:
+    """The counts of a set of instance views, computed from scratch (for rebuilds)."""
+    counted: Counter[str] = Counter()
+    for view in views.values():
+        counted.update(state_keys(view))
+    return dict(sorted(counted.items()))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,8 @@ EXIT_BAD_INPUT = 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # The CLI reports Kafka failures itself, as one line; the client's own logs would repeat them.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     parser = _parser()
     args = parser.parse_args(argv)
     try:

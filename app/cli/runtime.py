@@ -25,6 +25,7 @@ from app.infra.control import (
 )
 from app.infra.demo import DEMO_RUNS, drive
 from app.infra.kafka_client import KafkaUnavailable, apply_topics, plan_topics
+from app.infra.rebuild import rebuild_projections
 from app.infra.settings import Settings, SettingsError
 from app.spi.envelopes import JournalRecord
 
@@ -69,6 +70,12 @@ def add_commands(commands: Any) -> None:
     dlq.add_argument("action", choices=("list",))
     dlq.add_argument("--json", action="store_true")
     dlq.set_defaults(handler=_dlq)
+
+    projections = commands.add_parser(
+        "projections", help="rebuild the read models from the journal, from offset 0"
+    )
+    projections.add_argument("action", choices=("check", "rebuild"))
+    projections.set_defaults(handler=_projections)
 
     dev = commands.add_parser("dev", help="embedded broker + topics + a worker + the examples")
     dev.add_argument("--once", action="store_true", help="stop after the demo runs")
@@ -214,6 +221,19 @@ def _dlq(args: argparse.Namespace) -> int:
             )
             print(f"{letter['offset']:<8} {letter['stage']:<7} {where:<28} {letter['reason']}")
     return 0
+
+
+def _projections(args: argparse.Namespace) -> int:
+    report = _run(rebuild_projections(Settings.from_env(), publish=args.action == "rebuild"))
+    print(f"journal records read: {report.journal_records}")
+    print(f"instance views:       {report.views} ({report.views_differing} differ from published)")
+    print(
+        f"state counts:         {report.counts} ({report.counts_differing} differ from published)"
+    )
+    if args.action == "rebuild":
+        print("published every view and count to the projection topics")
+        return 0
+    return 1 if report.views_differing or report.counts_differing else 0
 
 
 def _dev(args: argparse.Namespace) -> int:

@@ -60,13 +60,14 @@ async def plan_topics(settings: Settings, manifest: dict[str, TopicSpec]) -> lis
     try:
         admin = await _admin(settings)
         try:
-            existing = await _partition_counts(admin, list(manifest))
+            existing = await _partition_counts(admin, [spec.name for spec in manifest.values()])
         finally:
             await admin.close()
     except KafkaError as exc:
         raise KafkaUnavailable(f"{settings.bootstrap_servers}: {exc}") from exc
     changes = []
-    for name, spec in manifest.items():
+    for spec in manifest.values():
+        name = spec.name
         have = existing.get(name)
         if have is None:
             detail = (
@@ -96,7 +97,8 @@ async def _partition_counts(admin: AIOKafkaAdminClient, names: list[str]) -> dic
 async def apply_topics(settings: Settings, manifest: dict[str, TopicSpec]) -> list[TopicChange]:
     """Create the manifest's missing topics; running it twice changes nothing."""
     changes = await plan_topics(settings, manifest)
-    missing = [manifest[c.topic] for c in changes if c.action == "create"]
+    by_name = {spec.name: spec for spec in manifest.values()}
+    missing = [by_name[c.topic] for c in changes if c.action == "create"]
     if missing:
         try:
             admin = await _admin(settings)

@@ -1,0 +1,132 @@
+"""The ``omninode`` commands that talk to Kafka, run as a user runs them (subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from app.infra.control import worker_environment
+from tests.conftest import ROOT, Deployment
+
+pytestmark = pytest.mark.kafka
+
+
+def omninode(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli.main", *args],
+        capture_output=True, text=True, timeout=60, cwd=ROOT,
+        env=worker_environment(deployment.settings),
+    )
+
+
+def test_broker_prints_its_address_serves_and_stops_on_sigterm() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.cli.main", "broker", "--port", "0"],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    try:
+        assert process.stdout is not None
+        first = process.stdout.readline()
+        assert first.startswith("embedded broker (Tansu, in memory) listening on 127.0.0.1:")
+        port = int(first.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        assert "KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:" in process.stdout.readline()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(20) == 0
+        assert "stopped (SIGTERM)" in process.stdout.read()
+    finally:
+        process.kill()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def test_topics_plan_and_apply_are_idempotent(deployment: Deployment) -> None:
+    plan = omninode(deployment, "topics", "plan")
+    assert plan.returncode == 0, plan.stderr
+    lines = plan.stdout.splitlines()
+    assert len(lines) == 9 and all(line.startswith("ok ") for line in lines), plan.stdout
+    again = omninode(deployment, "topics", "apply")
+    assert again.returncode == 0 and "created" not in again.stdout
+
+
+def test_start_send_status_history_and_projections(deployment: Deployment) -> None:
+    deployment.worker("w").wait_ready()
+    data = json.dumps({"order_id": "c-1", "total": 40, "items": ["pen"]})
+    started = omninode(deployment, "start", "order_fulfillment", "c-1", "--data", data,
+                       "--event-id", "start-c-1")
+    assert started.returncode == 0, started.stderr
+    assert "sent $start to order_fulfillment:c-1 (event id start-c-1)" in started.stdout
+    sent = omninode(deployment, "send", "order_fulfillment", "c-1", "PAY", "--data",
+                    '{"amount": 40}')
+    assert sent.returncode == 0, sent.stderr
+
+    snapshot = _poll_status(deployment, "fulfilment.packing.picking")
+    assert snapshot["data"]["paid"] == 40 and snapshot["status"] == "active"
+    human = omninode(deployment, "status", "order_fulfillment", "c-1")
+    assert "order_fulfillment:c-1  v1  active" in human.stdout
+    assert "states:  fulfilment.invoicing.invoiced, fulfilment.packing.picking" in human.stdout
+
+    history = omninode(deployment, "history", "order_fulfillment", "c-1", "--json")
+    rows = [json.loads(line) for line in history.stdout.splitlines()]
+    assert [r["seq"] for r in rows] == list(range(1, len(rows) + 1))
+    assert [r["event"]["type"] for r in rows[:3]] == ["$start", "PAY", "charge_card.done"]
+    assert rows[0]["event"]["event_id"] == "start-c-1"
+
+    # Re-sending the same event id is a redelivery: applied once, no new seq.
+    omninode(deployment, "start", "order_fulfillment", "c-1", "--data", data,
+             "--event-id", "start-c-1")
+    omninode(deployment, "send", "order_fulfillment", "c-1", "PICKED")
+    final = _poll_status(deployment, "shipped")
+    assert final["seq"] == len(rows) + 1 + 1  # + PICKED + create_shipment.done
+
+    check = _poll(lambda: omninode(deployment, "projections", "check"),
+                  lambda r: r.returncode == 0)
+    assert "instance views:       1 (0 differ from published)" in check.stdout
+    assert omninode(deployment, "dlq", "list").stdout == ""
+
+
+def test_cli_errors_are_one_line_with_an_exit_code(deployment: Deployment) -> None:
+    missing = omninode(deployment, "status", "order_fulfillment", "nobody")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "omninode: no instance order_fulfillment:nobody"
+    bad_json = omninode(deployment, "send", "order_fulfillment", "x", "PAY", "--data", "{oops")
+    assert bad_json.returncode == 2 and bad_json.stderr.startswith("omninode: ")
+    assert "Traceback" not in bad_json.stderr
+    not_object = omninode(deployment, "send", "order_fulfillment", "x", "PAY", "--data", "[1]")
+    assert not_object.returncode == 2
+    assert not_object.stderr.strip() == "omninode: --data must be a JSON object"
+
+
+def test_an_unreachable_cluster_is_a_clear_error(deployment: Deployment) -> None:
+    env = {**worker_environment(deployment.settings), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli.main", "status", "order_fulfillment", "x"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env,
+    )
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.startswith("omninode: 127.0.0.1:1: ")
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+def _poll_status(deployment: Deployment, state: str) -> dict:
+    def status() -> dict:
+        result = omninode(deployment, "status", "order_fulfillment", "c-1", "--json")
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    return _poll(status, lambda s: state in s.get("configuration", []))
+
+
+def _poll(probe, done, timeout_s: float = 60.0):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if done(value) or time.monotonic() > deadline:
+            return value
+        time.sleep(0.5)
