@@ -5,29 +5,38 @@ PY := $(VENV)/bin/python
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: ## Create .venv and install the project with dev and bench extras
+setup: ## Create .venv and install the project with dev, local (embedded broker) and bench extras
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
 
-test: ## Run the test suite
+test: ## Run the test suite (starts its own embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(PY) -m pytest -q
 
+test-fast: ## Run the tests that need no broker
+	$(PY) -m pytest -q -m "not kafka"
+
 lint: ## ruff, mypy (strict on app/), import-linter layer contracts
-	$(PY) -m ruff check app tests bench
+	$(PY) -m ruff check app projectors tests bench
 	$(PY) -m mypy
 	$(VENV)/bin/lint-imports
 
 validate: ## Validate the example workflows in rss/
 	$(VENV)/bin/omninode validate rss/
 
-demo: ## Validate the examples and simulate the order-fulfilment saga
+demo: ## Embedded broker + topics + a faust worker; run the three examples to their end
 	$(VENV)/bin/omninode validate rss/
-	$(VENV)/bin/omninode simulate rss/order_fulfillment.yaml tests/scenarios/order_fulfillment/happy.jsonl
+	$(VENV)/bin/omninode dev --once
+
+dev: ## Like demo, but keep the broker and worker running until Ctrl-C
+	$(VENV)/bin/omninode dev
+
+broker: ## Run the embedded broker on 127.0.0.1:9092 until Ctrl-C
+	$(VENV)/bin/omninode broker
 
 check: lint test ## Lint, then run the tests (what CI runs)
 
 bench: ## Reducer benchmark against sismic and python-statemachine
 	$(PY) bench/reducer.py
 
-.PHONY: help setup test lint check validate demo bench
+.PHONY: help setup test test-fast lint check validate demo dev broker bench

@@ -20,8 +20,9 @@ from typing import Any
 from app.core.snapshot import Snapshot, loads
 from app.infra import settings as names
 from app.infra.kafka_client import produce, read_key, read_topic
+from app.infra.kafka_journal import read_journal
 from app.infra.settings import Settings, changelog_topic
-from app.infra.wire import decode_dead_letter, decode_journal, encode_event, utc_now
+from app.infra.wire import decode_dead_letter, encode_event, utc_now
 from app.spi.envelopes import Event, JournalRecord, instance_key
 
 
@@ -58,12 +59,7 @@ async def read_snapshot(settings: Settings, workflow: str, instance_id: str) -> 
 
 async def read_history(settings: Settings, workflow: str, instance_id: str) -> list[JournalRecord]:
     """The instance's journal in seq order, de-duplicated by seq (redeliveries re-emit)."""
-    key = instance_key(workflow, instance_id).encode()
-    by_seq: dict[int, JournalRecord] = {}
-    for record in await read_key(settings, settings.topic(names.JOURNAL), key):
-        journal = decode_journal(record.value)
-        by_seq.setdefault(journal.seq, journal)
-    return [by_seq[seq] for seq in sorted(by_seq)]
+    return await read_journal(settings, instance_key(workflow, instance_id))
 
 
 async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:

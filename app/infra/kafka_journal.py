@@ -1,0 +1,72 @@
+"""The Journal port on a Kafka topic: records keyed ``workflowType:instanceId``, Avro values.
+
+In the running system the reducer agent is the single writer of each instance (it owns the
+instance's partition), so its snapshot's seq is the journal's concurrency check. This
+adapter serves everything else (the CLI, tools, tests): it checks an append against the
+last seq on the topic, and reads de-duplicate by seq, since a redelivered inbound event
+may re-emit a record that is already there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine, Iterable, Sequence
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaError
+
+from app.infra import settings as names
+from app.infra.kafka_client import KafkaUnavailable, produce, read_key, read_topic
+from app.infra.settings import Settings
+from app.infra.wire import decode_journal, encode_journal
+from app.spi.envelopes import JournalRecord
+from app.spi.errors import ConcurrencyConflict, StoreUnavailable
+
+T = TypeVar("T")
+
+
+class KafkaJournal:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topic = settings.topic(names.JOURNAL)
+
+    def append(self, records: Sequence[JournalRecord]) -> None:
+        last = {key: self._last_seq(key) for key in {r.key for r in records}}
+        for record in records:
+            expected = last[record.key] + 1
+            if record.seq != expected:
+                raise ConcurrencyConflict(
+                    f"{record.key}: seq {record.seq} appended where {expected} is next"
+                )
+            last[record.key] = record.seq
+        batch = [(self.topic, r.key.encode(), encode_journal(r)) for r in records]
+        self._run(produce(self.settings, batch))
+
+    def read(self, key: str, after_seq: int = 0) -> list[JournalRecord]:
+        return self._run(read_journal(self.settings, key, after_seq))
+
+    def keys(self) -> Iterable[str]:
+        found = self._run(read_topic(self.settings, self.topic))
+        return sorted({raw.key.decode() for raw in found if raw.key})
+
+    def _last_seq(self, key: str) -> int:
+        records = self.read(key)
+        return records[-1].seq if records else 0
+
+    @staticmethod
+    def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+        try:
+            return asyncio.run(coroutine)
+        except (KafkaUnavailable, KafkaError) as exc:
+            raise StoreUnavailable(str(exc)) from exc
+
+
+async def read_journal(settings: Settings, key: str, after_seq: int = 0) -> list[JournalRecord]:
+    """An instance's records in seq order, each seq once (redelivery may re-emit a record)."""
+    found = await read_key(settings, settings.topic(names.JOURNAL), key.encode())
+    by_seq: dict[int, JournalRecord] = {}
+    for raw in found:
+        record = decode_journal(raw.value)
+        if record.seq > after_seq:
+            by_seq.setdefault(record.seq, record)
+    return [by_seq[seq] for seq in sorted(by_seq)]
