@@ -258,8 +258,9 @@ def _dev(args: argparse.Namespace) -> int:
                 return 0
             print(
                 f"\nexport KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
-                "OMNINODE_PROFILE=local\nthen try: omninode status order_fulfillment demo-1"
-                "\nCtrl-C stops the worker and the broker.",
+                "OMNINODE_PROFILE=local OMNINODE_PARTITIONS=4\n"
+                "then try: omninode status order_fulfillment demo-1\n"
+                "Ctrl-C stops the worker and the broker.",
                 flush=True,
             )
             _wait_for_signal(broker.is_running)
