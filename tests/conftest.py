@@ -51,7 +51,7 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         profile = "local" if os.environ.get("OMNINODE_PROFILE") == "local" else "production"
         yield Cluster(configured, profile, "configured")
     elif _docker_answers():
-        from testcontainers.kafka import KafkaContainer  # noqa: PLC0415 - needs Docker
+        from testcontainers.community.kafka import KafkaContainer  # noqa: PLC0415 - needs Docker
 
         with KafkaContainer().with_kraft() as kafka:
             yield Cluster(kafka.get_bootstrap_server(), "production", "testcontainers")

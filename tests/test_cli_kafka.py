@@ -11,7 +11,10 @@ import time
 
 import pytest
 
+from app.infra import settings as names
+from app.infra.avro import codec
 from app.infra.control import worker_environment
+from app.infra.kafka_client import produce
 from tests.conftest import ROOT, Deployment
 
 pytestmark = pytest.mark.kafka
@@ -89,6 +92,20 @@ def test_start_send_status_history_and_projections(deployment: Deployment) -> No
     check = _poll(lambda: omninode(deployment, "projections", "check"),
                   lambda r: r.returncode == 0)
     assert "instance views:       1 (0 differ from published)" in check.stdout
+    # A read model that drifted from the journal is found, and a rebuild repairs it.
+    wrong = {**json.loads(omninode(deployment, "status", "order_fulfillment", "c-1", "--json")
+                          .stdout), "status": "failed"}
+    view = {"workflow_type": "order_fulfillment", "instance_id": "c-1", "workflow_version": 1,
+            "status": wrong["status"], "configuration": wrong["configuration"],
+            "seq": wrong["seq"], "updated_at": wrong["updated_at"]}
+    topic = deployment.settings.topic(names.INSTANCE_VIEWS)
+    deployment.run(produce(deployment.settings, [
+        (topic, b"order_fulfillment:c-1", codec("omninode.InstanceView").encode(view))]))
+    drifted = omninode(deployment, "projections", "check")
+    assert drifted.returncode == 1 and "1 (1 differ from published)" in drifted.stdout
+    rebuilt = omninode(deployment, "projections", "rebuild")
+    assert rebuilt.returncode == 0 and "published every view and count" in rebuilt.stdout
+    assert omninode(deployment, "projections", "check").returncode == 0
     assert omninode(deployment, "dlq", "list").stdout == ""
 
 

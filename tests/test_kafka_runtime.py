@@ -135,6 +135,21 @@ def test_two_workers_share_the_partitions_and_one_takes_over(deployment: Deploym
     assert len(finals) == 16
 
 
+def test_reducer_and_handlers_run_in_separate_processes_by_role(deployment: Deployment) -> None:
+    handlers = str(ROOT / "rss" / "handlers.py")
+    reducer = deployment.worker("reducer", OMNINODE_ROLES="reducer,projector",
+                                OMNINODE_HANDLERS=handlers)
+    runner = deployment.worker("handlers", OMNINODE_ROLES="effects,computes",
+                               OMNINODE_HANDLERS=handlers)
+    reducer.wait_ready()
+    runner.wait_ready()
+    order_run = next(run for run in DEMO_RUNS if run.workflow == "order_fulfillment")
+    final = deployment.run(drive(deployment.settings, order_run, "split-1"))
+    assert (final.status, final.configuration) == ("done", ("shipped",))
+    assert b"charged order_fulfillment:split-1" in runner.log_path.read_bytes()
+    assert b"charged order_fulfillment:split-1" not in reducer.log_path.read_bytes()
+
+
 @pytest.mark.parametrize("wipe", [False, True], ids=["rocksdb-kept", "rocksdb-wiped"])
 def test_a_restarted_worker_recovers_every_snapshot(deployment: Deployment, wipe: bool) -> None:
     settings = deployment.settings

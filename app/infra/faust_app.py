@@ -24,6 +24,7 @@ from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, TopicSpec
 from app.infra.timer_service import TimerService
+from app.infra.wire import dead_letter
 from app.infra.worker_agent import CommandRunner
 
 log = logging.getLogger("omninode")
@@ -157,7 +158,13 @@ def _consume(
         async for event in stream.events():
             message = event.message
             source = (message.topic, message.partition, message.offset)
-            await handle(message.key, message.value, source)
+            try:
+                await handle(message.key, message.value, source)
+            except Exception as exc:  # a bug must not stop the agent or lose the record
+                log.exception("omninode.%s failed on %s@%s:%s", name, *source)
+                reason = f"internal error: {type(exc).__name__}: {exc}"
+                letter = dead_letter(reason, "internal", source, message.key, message.value)
+                await outbox.send(names.DEAD_LETTERS, message.key, letter)
             yield None
 
     app.agent(channel, name=f"omninode.{name}", concurrency=concurrency)(agent)
