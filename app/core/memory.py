@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from app.spi.envelopes import Command, JournalRecord
 from app.spi.errors import ConcurrencyConflict
+
+
+def check_gapless(records: Sequence[JournalRecord], last_seq: Callable[[str], int]) -> None:
+    """Raise ConcurrencyConflict unless each record's seq is its instance's next one."""
+    last = {key: last_seq(key) for key in {r.key for r in records}}
+    for record in records:
+        expected = last[record.key] + 1
+        if record.seq != expected:
+            raise ConcurrencyConflict(
+                f"{record.key}: seq {record.seq} appended where {expected} is next"
+            )
+        last[record.key] = record.seq
 
 
 class InMemoryJournal:
@@ -15,14 +27,7 @@ class InMemoryJournal:
         self._records: dict[str, list[JournalRecord]] = {}
 
     def append(self, records: Sequence[JournalRecord]) -> None:
-        last = {key: self._last_seq(key) for key in {r.key for r in records}}
-        for record in records:
-            expected = last[record.key] + 1
-            if record.seq != expected:
-                raise ConcurrencyConflict(
-                    f"{record.key}: seq {record.seq} appended where {expected} is next"
-                )
-            last[record.key] = record.seq
+        check_gapless(records, self._last_seq)
         for record in records:
             self._records.setdefault(record.key, []).append(record)
 

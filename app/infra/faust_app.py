@@ -20,11 +20,11 @@ from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
 from app.infra import settings as names
 from app.infra.avro import register_faust_codecs
+from app.infra.outbox import send_dead_letter
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, TopicSpec
 from app.infra.timer_service import TimerService
-from app.infra.wire import dead_letter
 from app.infra.worker_agent import CommandRunner
 
 log = logging.getLogger("omninode")
@@ -107,24 +107,11 @@ def build_app(
     outbox = FaustOutbox(app, manifest)
     if "reducer" in settings.roles:
         _reducer_agents(app, outbox, registry, partitions)
-    if "effects" in settings.roles:
-        _consume(
-            app,
-            outbox,
-            names.EFFECT_COMMANDS,
-            "effects",
-            settings.worker_concurrency,
-            CommandRunner(handlers, outbox).handle,
-        )
-    if "computes" in settings.roles:
-        _consume(
-            app,
-            outbox,
-            names.COMPUTE_COMMANDS,
-            "computes",
-            settings.worker_concurrency,
-            CommandRunner(handlers, outbox).handle,
-        )
+    kinds = (("effects", names.EFFECT_COMMANDS), ("computes", names.COMPUTE_COMMANDS))
+    for role, topic in kinds:
+        if role in settings.roles:
+            runner = CommandRunner(handlers, outbox)
+            _consume(app, outbox, topic, role, settings.worker_concurrency, runner.handle)
     if "projector" in settings.roles:
         _projector_agents(app, outbox, partitions)
     return app
@@ -163,8 +150,9 @@ def _consume(
             except Exception as exc:  # a bug must not stop the agent or lose the record
                 log.exception("omninode.%s failed on %s@%s:%s", name, *source)
                 reason = f"internal error: {type(exc).__name__}: {exc}"
-                letter = dead_letter(reason, "internal", source, message.key, message.value)
-                await outbox.send(names.DEAD_LETTERS, message.key, letter)
+                await send_dead_letter(
+                    outbox, reason, "internal", source, message.key, message.value
+                )
             yield None
 
     app.agent(channel, name=f"omninode.{name}", concurrency=concurrency)(agent)

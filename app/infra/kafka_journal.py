@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
+from app.core.memory import check_gapless
 from app.infra import settings as names
 from app.infra.kafka_client import KafkaUnavailable, produce, read_key, read_topic
 from app.infra.settings import Settings
 from app.infra.wire import decode_journal, encode_journal
 from app.spi.envelopes import JournalRecord
-from app.spi.errors import ConcurrencyConflict, StoreUnavailable
+from app.spi.errors import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -31,14 +32,7 @@ class KafkaJournal:
         self.topic = settings.topic(names.JOURNAL)
 
     def append(self, records: Sequence[JournalRecord]) -> None:
-        last = {key: self._last_seq(key) for key in {r.key for r in records}}
-        for record in records:
-            expected = last[record.key] + 1
-            if record.seq != expected:
-                raise ConcurrencyConflict(
-                    f"{record.key}: seq {record.seq} appended where {expected} is next"
-                )
-            last[record.key] = record.seq
+        check_gapless(records, self._last_seq)
         batch = [(self.topic, r.key.encode(), encode_journal(r)) for r in records]
         self._run(produce(self.settings, batch))
 

@@ -14,8 +14,8 @@ from collections.abc import MutableMapping
 
 from app.infra import settings as topics
 from app.infra.avro import codec
-from app.infra.reducer_agent import Outbox, Source
-from app.infra.wire import INSTANCE_VIEW, STATE_COUNT, AvroDecodeError, dead_letter, decode_journal
+from app.infra.outbox import Outbox, Source, send_dead_letter
+from app.infra.wire import INSTANCE_VIEW, STATE_COUNT, AvroDecodeError, decode_journal
 from projectors.instances import InstanceView, project
 from projectors.state_counts import deltas, split_key
 
@@ -29,8 +29,8 @@ class InstanceProjector:
         try:
             record = decode_journal(value)
         except (AvroDecodeError, KeyError, TypeError) as exc:
-            letter = dead_letter(f"undecodable journal record: {exc}", "decode", source, key, value)
-            await self.outbox.send(topics.DEAD_LETTERS, key, letter)
+            reason = f"undecodable journal record: {exc}"
+            await send_dead_letter(self.outbox, reason, "decode", source, key, value)
             return
         view_key = record.key.encode()
         stored = self.views.get(view_key)
@@ -59,8 +59,8 @@ class CountsProjector:
         try:
             delta = codec(STATE_COUNT).decode(value)
         except AvroDecodeError as exc:
-            letter = dead_letter(f"undecodable state delta: {exc}", "decode", source, key, value)
-            await self.outbox.send(topics.DEAD_LETTERS, key, letter)
+            reason = f"undecodable state delta: {exc}"
+            await send_dead_letter(self.outbox, reason, "decode", source, key, value)
             return
         state_key = f"{delta['workflow_type']}:{delta['state']}".encode()
         total = int(self.counts.get(state_key, b"0")) + int(delta["count"])

@@ -29,28 +29,19 @@ from __future__ import annotations
 import json
 from collections.abc import MutableMapping
 from dataclasses import dataclass
-from typing import Protocol
 
 from app.core.replay import journal_record
 from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot, dumps, loads
 from app.infra import settings as topics
+from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import (
     AvroDecodeError,
-    dead_letter,
     decode_event,
     encode_command,
     encode_journal,
 )
 from app.spi.envelopes import Event
-
-Source = tuple[str, int, int]
-
-
-class Outbox(Protocol):
-    """Where agents publish records: topic name, key, value bytes (sent, not awaited)."""
-
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
 
 
 @dataclass
@@ -138,5 +129,4 @@ class Reducer:
         event: Event | None = None,
     ) -> None:
         self.stats.dead_letters += 1
-        record = dead_letter(reason, stage, source, key, value, event)
-        await self.outbox.send(topics.DEAD_LETTERS, key, record)
+        await send_dead_letter(self.outbox, reason, stage, source, key, value, event)

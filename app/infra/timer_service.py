@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from app.infra import settings as topics
-from app.infra.reducer_agent import Outbox
+from app.infra.outbox import Outbox
 from app.infra.wire import encode_event
 from app.spi.envelopes import Event
 

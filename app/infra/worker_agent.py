@@ -19,10 +19,9 @@ from typing import Any
 
 from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
 from app.infra import settings as topics
-from app.infra.reducer_agent import Outbox, Source
+from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import (
     AvroDecodeError,
-    dead_letter,
     decode_command,
     encode_event,
     utc_now,
@@ -51,8 +50,8 @@ class CommandRunner:
         try:
             command = decode_command(value)
         except (AvroDecodeError, KeyError, TypeError) as exc:
-            record = dead_letter(f"undecodable command: {exc}", "decode", source, key, value)
-            await self.outbox.send(topics.DEAD_LETTERS, key, record)
+            reason = f"undecodable command: {exc}"
+            await send_dead_letter(self.outbox, reason, "decode", source, key, value)
             return
         outcome = await self.run(command)
         if command.mode == "await":
@@ -61,9 +60,7 @@ class CommandRunner:
             )
         elif outcome.result != "done":
             reason = f"{command.kind} {command.name} {outcome.result}: {outcome.payload}"
-            await self.outbox.send(
-                topics.DEAD_LETTERS, key, dead_letter(reason, "handler", source, key, value)
-            )
+            await send_dead_letter(self.outbox, reason, "handler", source, key, value)
 
     async def run(self, command: Command) -> Outcome:
         handler = self.handlers.get(command.kind, command.name)
