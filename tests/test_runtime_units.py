@@ -11,7 +11,7 @@ import pytest
 
 from app.core.handlers import HandlerRegistry, NonRetryableError
 from app.core.router import ChartRegistry
-from app.core.snapshot import loads
+from app.infra.instance_store import decode_stored
 from app.infra import settings as names
 from app.infra.avro import AvroDecodeError, codec
 from app.infra.reducer_agent import Reducer
@@ -197,30 +197,58 @@ TIMED = chart("""
 """)
 
 
-def reducer() -> tuple[Reducer, dict[bytes, bytes], dict[bytes, bytes], ListOutbox]:
+def reducer(committed=None):  # type: ignore[no-untyped-def]
     snapshots: dict[bytes, bytes] = {}
     timers: dict[bytes, bytes] = {}
     outbox = ListOutbox()
-    return Reducer(ChartRegistry([TIMED]), snapshots, timers, outbox), snapshots, timers, outbox
+    registry = ChartRegistry([TIMED])
+    if committed is None:
+        return Reducer(registry, snapshots, timers, outbox), snapshots, timers, outbox
+    return Reducer(registry, snapshots, timers, outbox, committed), snapshots, timers, outbox
 
 
-def feed(agent: Reducer, event: Event) -> None:
-    run(agent.handle(event.key.encode(), encode_event(event), SOURCE))
+def feed(agent: Reducer, event: Event, offset: int = 7) -> None:
+    run(agent.handle(event.key.encode(), encode_event(event), ("omninode.events", 0, offset)))
 
 
 def test_the_reducer_journals_sends_commands_and_tracks_timers() -> None:
     agent, snapshots, timers, outbox = reducer()
-    feed(agent, Event("w", "i", "$start", "e1", "2026-01-01T00:00:00Z"))
+    feed(agent, Event("w", "i", "$start", "e1", "2026-01-01T00:00:00Z"), offset=1)
     (armed,) = json.loads(timers[b"w:i"])
     assert (armed["event"], armed["deadline"]) == ("$after.a.0", "2026-01-01T00:01:00Z")
-    feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"))
-    feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"))  # a redelivery
-    assert loads(snapshots[b"w:i"]).status == "done"
+    feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"), offset=2)
+    assert decode_stored(snapshots[b"w:i"]).snapshot.status == "done"
     assert [decode_journal(v).seq for v in outbox.on(names.JOURNAL)] == [1, 2]
     (ship,) = [decode_command(v) for v in outbox.on(names.EFFECT_COMMANDS)]
     assert (ship.name, ship.command_id) == ("ship", "w:i:2:1")
     assert b"w:i" not in timers  # the state with the timer was exited
-    assert agent.stats.duplicates == 1
+
+
+def test_a_redelivery_resends_the_outputs_of_that_event_without_applying_it_again() -> None:
+    agent, snapshots, timers, outbox = reducer()
+    feed(agent, Event("w", "i", "$start", "e1", "2026-01-01T00:00:00Z"), offset=1)
+    feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"), offset=2)
+    stored, sent = snapshots[b"w:i"], list(outbox.sent)
+    timers[b"w:i"] = b"[]"  # a timer-table write lost in the crash
+    feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"), offset=2)
+    assert agent.stats.duplicates == 1 and agent.stats.reemitted == 1
+    assert snapshots[b"w:i"] == stored  # written again, unchanged: no new seq
+    resent = outbox.sent[len(sent):]
+    assert resent == [m for m in sent if m[0] in (names.JOURNAL, names.EFFECT_COMMANDS)][-2:]
+    assert b"w:i" not in timers  # mirrored from the snapshot again
+
+
+def test_outputs_are_dropped_once_their_source_offset_is_committed() -> None:
+    committed: dict[tuple[str, int], int] = {}
+    agent, snapshots, _, outbox = reducer(lambda t, p: committed.get((t, p)))
+    feed(agent, Event("w", "i", "$start", "e1", "2026-01-01T00:00:00Z"), offset=1)
+    assert [o.event_id for o in decode_stored(snapshots[b"w:i"]).outputs] == ["e1"]
+    committed[("omninode.events", 0)] = 2  # offset 1 is committed, so e1's outputs were flushed
+    feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"), offset=5)
+    assert [o.event_id for o in decode_stored(snapshots[b"w:i"]).outputs] == ["e2"]
+    before = len(outbox.sent)
+    feed(agent, Event("w", "i", "$start", "e1", "2026-01-01T00:00:00Z"), offset=1)
+    assert len(outbox.sent) == before and agent.stats.reemitted == 0
 
 
 def test_timers_fire_once_when_due_with_the_deadline_as_event_time() -> None:

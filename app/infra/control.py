@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from app.core.snapshot import Snapshot, loads
+from app.core.snapshot import Snapshot
 from app.infra import settings as names
+from app.infra.instance_store import decode_stored
 from app.infra.kafka_client import produce, read_key, read_topic
 from app.infra.kafka_journal import read_journal
 from app.infra.settings import Settings, changelog_topic
@@ -54,7 +55,7 @@ async def read_snapshot(settings: Settings, workflow: str, instance_id: str) -> 
     topic = changelog_topic(settings, names.SNAPSHOT_TABLE)
     records = await read_key(settings, topic, key)
     latest = next((r.value for r in reversed(records)), None)
-    return loads(latest) if latest else None
+    return decode_stored(latest).snapshot if latest else None
 
 
 async def read_history(settings: Settings, workflow: str, instance_id: str) -> list[JournalRecord]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import EventT, StreamT
+from faust.types import TP, EventT, StreamT
 
 from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
@@ -163,7 +163,12 @@ def _reducer_agents(
 ) -> None:
     snapshots = _table(app, names.SNAPSHOT_TABLE, partitions)
     timers = _table(app, names.TIMER_TABLE, partitions)
-    reducer = Reducer(registry, snapshots, timers, outbox)
+    def committed(topic: str, partition: int) -> int | None:
+        # Faust's monitor records every offset commit (after the producer flush).
+        offset: int | None = app.monitor.tp_committed_offsets.get(TP(topic, partition))
+        return offset
+
+    reducer = Reducer(registry, snapshots, timers, outbox, committed)
     _consume(app, outbox, (names.EVENTS, names.RESULTS), "reducer", 1, reducer.handle)
     service = TimerService(outbox)
 

@@ -5,35 +5,48 @@ Commit ordering, for one inbound record (an event or a worker's result):
 1. Decode the bytes (Avro, Confluent wire format). Undecodable bytes, a key that is not the
    event's ``workflowType:instanceId``, or an unknown workflow type are sent to dead letters
    with the reason; nothing else happens for that record.
-2. Read the instance's snapshot from the RocksDB table (absent: a new instance).
-3. Run the pure ``step`` (through the router). It never raises; a rejected event (unknown
-   instance, payload failing the declared schema) goes to dead letters; a duplicate event
-   id (a redelivery) changes nothing.
-4. Write the new snapshot to the table. Faust writes it to RocksDB and sends it to the
-   table's changelog topic, on the partition of the inbound record.
+2. Read the instance's stored value from the RocksDB table: its snapshot and the outputs
+   of its recent steps whose source offsets are not committed yet (absent: a new instance).
+3. Run the pure ``step`` (through the router). It never raises. A rejected event (unknown
+   instance, payload failing the declared schema) goes to dead letters. A duplicate event
+   id is a redelivery after a crash: write the stored value and the timers again and send
+   that event's stored outputs again (they may never have reached Kafka), then stop.
+4. Write the new snapshot *together with* this step's encoded outputs (journal record and
+   commands) as one table value: one RocksDB write and one changelog record, on the
+   partition of the inbound record. Either both survive a crash or neither does.
 5. Send the journal record (key, seq) and then the step's commands to their topics. Sends
    are buffered by the producer and never awaited one by one.
 6. Write the instance's armed timers to the timer table (deleted when none are left).
 7. Return, which acks the record. Faust commits on its commit interval: it first flushes
-   the producer (changelog, journal, commands and dead letters are all acknowledged by the
-   broker), then commits the consumer offsets, then stores the table offsets in RocksDB.
+   the producer (changelog, journal, commands, timers and dead letters are all acknowledged
+   by the broker), then commits the consumer offsets, then stores the table offsets in
+   RocksDB. Stored outputs whose source offset is below the committed offset are dropped
+   at the instance's next write.
 
-A crash before step 7 commits redelivers the record. Its event id is then in the
-snapshot's de-duplication window if step 4 reached the changelog, so it is not applied
-twice; command ids are deterministic (instance, seq, position), so a command sent twice
-carries the same idempotency key.
+A crash anywhere before step 7 commits redelivers the record. If the value of step 4 was
+lost too, the event is applied again from the previous snapshot and gives the same seq,
+the same journal record and the same command ids (the reducer is deterministic). If it
+survived, step 3 re-sends what step 5 and 6 may have lost. Downstream de-duplicates by
+``(instance, seq)`` and by command id.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
 from app.core.replay import journal_record
 from app.core.router import ChartRegistry
-from app.core.snapshot import Snapshot, dumps, loads
+from app.core.snapshot import Snapshot
 from app.infra import settings as topics
+from app.infra.instance_store import (
+    OUTPUT_LIMIT,
+    StepOutput,
+    StoredInstance,
+    decode_stored,
+    encode_stored,
+)
 from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import (
     AvroDecodeError,
@@ -41,14 +54,19 @@ from app.infra.wire import (
     encode_command,
     encode_journal,
 )
-from app.spi.envelopes import Event
+from app.spi.envelopes import Command, Event
 
 
 @dataclass
 class ReducerStats:
     applied: int = 0
     duplicates: int = 0
+    reemitted: int = 0
     dead_letters: int = 0
+
+
+def _never_committed(topic: str, partition: int) -> int | None:
+    return None
 
 
 class Reducer:
@@ -58,11 +76,13 @@ class Reducer:
         snapshots: MutableMapping[bytes, bytes],
         timers: MutableMapping[bytes, bytes],
         outbox: Outbox,
+        committed: Callable[[str, int], int | None] = _never_committed,
     ) -> None:
         self.registry = registry
         self.snapshots = snapshots
         self.timers = timers
         self.outbox = outbox
+        self.committed = committed
         self.stats = ReducerStats()
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
@@ -78,33 +98,60 @@ class Reducer:
         await self._step(key, value, event, source)
 
     async def _step(self, key: bytes, value: bytes | None, event: Event, source: Source) -> None:
-        stored = self.snapshots.get(key)
-        snapshot = loads(stored) if stored is not None else None
-        result = self.registry.route(snapshot, event)
+        raw = self.snapshots.get(key)
+        stored = decode_stored(raw) if raw is not None else None
+        before = stored.snapshot if stored is not None else None
+        result = self.registry.route(before, event)
         trace = result.trace
         if trace.outcome == "rejected":
             stage = "step" if event.workflow_type in self.registry else "route"
             await self._dead_letter(trace.reason or "rejected", stage, source, key, value, event)
             return
-        if trace.outcome == "duplicate":
-            self.stats.duplicates += 1
+        if trace.outcome == "duplicate" and stored is not None and raw is not None:
+            await self._redelivered(key, raw, stored, event)
             return
         record = journal_record(event, result)
         if result.snapshot is None or record is None:
             return
-        self.snapshots[key] = dumps(result.snapshot).encode()
-        await self.outbox.send(topics.JOURNAL, key, encode_journal(record))
-        for command in result.commands:
-            topic = topics.EFFECT_COMMANDS if command.kind == "effect" else topics.COMPUTE_COMMANDS
-            await self.outbox.send(topic, key, encode_command(command))
-        self._store_timers(key, snapshot, result.snapshot)
+        records = [(topics.JOURNAL, encode_journal(record))]
+        records += [(_command_topic(c), encode_command(c)) for c in result.commands]
+        output = StepOutput(event.event_id, *source, records=tuple(records))
+        kept = self._unconfirmed(stored.outputs if stored is not None else ())
+        after = StoredInstance(result.snapshot, (*kept, output)[-OUTPUT_LIMIT:])
+        self.snapshots[key] = encode_stored(after)
+        for topic, data in records:
+            await self.outbox.send(topic, key, data)
+        self._store_timers(key, before, result.snapshot)
         self.stats.applied += 1
 
+    async def _redelivered(
+        self, key: bytes, raw: bytes, stored: StoredInstance, event: Event
+    ) -> None:
+        """A redelivery after a crash: write the snapshot, the timers and the event's
+        outputs again, since any of them may not have reached Kafka the first time."""
+        self.stats.duplicates += 1
+        self.snapshots[key] = raw
+        self._store_timers(key, None, stored.snapshot)
+        output = stored.output_of(event.event_id)
+        if output is None:
+            return  # its source offset was committed, so its outputs were flushed
+        self.stats.reemitted += 1
+        for topic, data in output.records:
+            await self.outbox.send(topic, key, data)
+
+    def _unconfirmed(self, outputs: tuple[StepOutput, ...]) -> tuple[StepOutput, ...]:
+        def confirmed(output: StepOutput) -> bool:
+            committed = self.committed(output.topic, output.partition)
+            return committed is not None and output.offset < committed
+
+        return tuple(o for o in outputs if not confirmed(o))
+
     def _store_timers(self, key: bytes, before: Snapshot | None, after: Snapshot) -> None:
+        """Mirror the snapshot's armed timers into the timer table (``before`` None: always)."""
         if before is not None and before.timers == after.timers:
             return
         if not after.timers:
-            if before is not None and before.timers:
+            if key in self.timers:
                 del self.timers[key]
             return
         armed = [
@@ -130,3 +177,7 @@ class Reducer:
     ) -> None:
         self.stats.dead_letters += 1
         await send_dead_letter(self.outbox, reason, stage, source, key, value, event)
+
+
+def _command_topic(command: Command) -> str:
+    return topics.EFFECT_COMMANDS if command.kind == "effect" else topics.COMPUTE_COMMANDS

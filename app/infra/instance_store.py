@@ -1,0 +1,68 @@
+"""What the snapshot table stores per instance: the snapshot and its unconfirmed outputs.
+
+Kafka without transactions cannot write the snapshot, the journal record and the commands
+atomically. So the step's outputs (the encoded journal record and commands) are stored in
+the *same* table value as the snapshot: one RocksDB write and one changelog record. If the
+snapshot survives a crash, so do its outputs, and a redelivery of the event that produced
+them (recognised as a duplicate) sends them again. Outputs are dropped once the consumer
+offset of their source record is committed, because Faust flushes the producer before it
+commits; at most ``OUTPUT_LIMIT`` are kept per instance.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.core.snapshot import Snapshot
+
+OUTPUT_LIMIT = 32
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutput:
+    """The records one applied event produced, and where that event was read from."""
+
+    event_id: str
+    topic: str
+    partition: int
+    offset: int
+    records: tuple[tuple[str, bytes], ...]  # (logical topic, value)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "event_id": self.event_id,
+            "source": [self.topic, self.partition, self.offset],
+            "records": [[topic, base64.b64encode(value).decode()] for topic, value in self.records],
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> StepOutput:
+        topic, partition, offset = raw["source"]
+        records = tuple((t, base64.b64decode(v)) for t, v in raw["records"])
+        return cls(raw["event_id"], topic, int(partition), int(offset), records)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    snapshot: Snapshot
+    outputs: tuple[StepOutput, ...] = ()
+
+    def output_of(self, event_id: str) -> StepOutput | None:
+        return next((o for o in self.outputs if o.event_id == event_id), None)
+
+
+def encode_stored(stored: StoredInstance) -> bytes:
+    value = {
+        "snapshot": stored.snapshot.to_dict(),
+        "outputs": [o.to_dict() for o in stored.outputs],
+    }
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def decode_stored(data: bytes) -> StoredInstance:
+    raw = json.loads(data)
+    outputs = tuple(StepOutput.from_dict(o) for o in raw.get("outputs", ()))
+    return StoredInstance(Snapshot.from_dict(raw["snapshot"]), outputs)
