@@ -97,7 +97,7 @@ def runner_with(**handlers):  # type: ignore[no-untyped-def]
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    return CommandRunner(registry, outbox, sleep), outbox, slept
+    return CommandRunner(registry, outbox, sleep=sleep), outbox, slept
 
 
 def answer(outbox: ListOutbox) -> Event:
@@ -174,6 +174,23 @@ def test_a_command_without_a_handler_answers_failed() -> None:
     runner, outbox, _ = runner_with()
     run(runner.handle(b"w:i", encode_command(command("nobody")), SOURCE))
     assert answer(outbox).payload["error"] == "no effect handler registered for 'nobody'"
+
+
+def test_a_redelivered_command_is_answered_from_the_processed_table() -> None:
+    calls = []
+
+    async def charge(data, ctx):  # type: ignore[no-untyped-def]
+        calls.append(ctx.idempotency_key)
+        return {"charge_id": "ch_1"}
+
+    runner, outbox, _ = runner_with(charge=charge)
+    original = encode_command(command("charge"))
+    run(runner.handle(b"w:i", original, SOURCE))
+    run(runner.handle(b"w:i", original, SOURCE))  # redelivered after a crash
+    assert calls == ["w:i:1:charge"]
+    first, again = outbox.on(names.RESULTS)
+    assert first == again  # the same answer, byte for byte
+    assert (runner.stats.ran, runner.stats.already_processed) == (1, 1)
 
 
 def test_a_handler_returning_a_non_mapping_is_wrapped() -> None:

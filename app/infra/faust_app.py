@@ -29,6 +29,7 @@ from app.infra.worker_agent import CommandRunner
 
 log = logging.getLogger("omninode")
 TIMER_INTERVAL_S = 0.5
+PROCESSED_TTL_S = 7 * 24 * 3600  # answers to commands are kept as long as command topics
 Handle = Callable[[bytes | None, bytes | None, tuple[str, int, int]], Coroutine[Any, Any, None]]
 
 
@@ -110,20 +111,20 @@ def build_app(
     kinds = (("effects", names.EFFECT_COMMANDS), ("computes", names.COMPUTE_COMMANDS))
     for role, topic in kinds:
         if role in settings.roles:
-            runner = CommandRunner(handlers, outbox)
+            processed = _table(app, f"processed-{role}", partitions, ttl=PROCESSED_TTL_S)
+            runner = CommandRunner(handlers, outbox, processed)
             _consume(app, outbox, topic, role, settings.worker_concurrency, runner.handle)
     if "projector" in settings.roles:
         _projector_agents(app, outbox, partitions)
     return app
 
 
-def _table(app: faust.App, name: str, partitions: int) -> Any:
+def _table(app: faust.App, name: str, partitions: int, ttl: int | None = None) -> Any:
+    options: dict[str, Any] = {"driver": "rocksdict"}
+    if ttl is not None:
+        options["ttl"] = ttl  # RocksDB drops entries older than this at compaction
     return app.Table(
-        name,
-        partitions=partitions,
-        key_type=bytes,
-        value_type=bytes,
-        options={"driver": "rocksdict"},
+        name, partitions=partitions, key_type=bytes, value_type=bytes, options=options
     )
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,13 +38,34 @@ class Outcome:
     attempts: int
 
 
+@dataclass
+class RunnerStats:
+    ran: int = 0
+    already_processed: int = 0
+
+
 class CommandRunner:
+    """Runs each command once per idempotency key as far as this deployment can tell.
+
+    ``processed`` (a table partitioned like the commands) maps a command id to its answer.
+    The answer is stored before it is sent, so a command redelivered after a crash is
+    answered again from the table instead of running its handler again. A crash *while* a
+    handler runs does run it again, with the same idempotency key: handlers pass that key
+    to the systems they call, which is how the effect itself happens once.
+    """
+
     def __init__(
-        self, handlers: HandlerRegistry, outbox: Outbox, sleep: Sleep = asyncio.sleep
+        self,
+        handlers: HandlerRegistry,
+        outbox: Outbox,
+        processed: MutableMapping[bytes, bytes] | None = None,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.handlers = handlers
         self.outbox = outbox
+        self.processed: MutableMapping[bytes, bytes] = {} if processed is None else processed
         self.sleep = sleep
+        self.stats = RunnerStats()
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
         try:
@@ -53,12 +74,22 @@ class CommandRunner:
             reason = f"undecodable command: {exc}"
             await send_dead_letter(self.outbox, reason, "decode", source, key, value)
             return
+        idempotency_key = command.command_id.encode()
+        answer = self.processed.get(idempotency_key)
+        if answer is not None:
+            self.stats.already_processed += 1
+            if answer:
+                await self.outbox.send(topics.RESULTS, key, answer)
+            return
         outcome = await self.run(command)
+        self.stats.ran += 1
         if command.mode == "await":
-            await self.outbox.send(
-                topics.RESULTS, key, encode_event(result_event(command, outcome))
-            )
-        elif outcome.result != "done":
+            answer = encode_event(result_event(command, outcome))
+            self.processed[idempotency_key] = answer
+            await self.outbox.send(topics.RESULTS, key, answer)
+            return
+        self.processed[idempotency_key] = b""
+        if outcome.result != "done":
             reason = f"{command.kind} {command.name} {outcome.result}: {outcome.payload}"
             await send_dead_letter(self.outbox, reason, "handler", source, key, value)
 
