@@ -11,9 +11,9 @@ import pytest
 
 from app.core.handlers import HandlerRegistry, NonRetryableError
 from app.core.router import ChartRegistry
-from app.infra.instance_store import decode_stored
 from app.infra import settings as names
 from app.infra.avro import AvroDecodeError, codec
+from app.infra.instance_store import decode_stored
 from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, SettingsError, load_manifest
 from app.infra.timer_service import TimerService
@@ -300,6 +300,9 @@ def test_settings_read_the_configuration_contract() -> None:
     ({"OMNINODE_PROFILE": "fast"}, "OMNINODE_PROFILE must be production or local"),
     ({"OMNINODE_ROLES": "reducer,cook"}, "unknown OMNINODE_ROLES ['cook']"),
     ({"OMNINODE_PARTITIONS": "many"}, "OMNINODE_PARTITIONS must be an integer"),
+    ({"OMNINODE_PROCESSING_GUARANTEE": "maybe"}, "must be at_least_once or exactly_once"),
+    ({"OMNINODE_PROCESSING_GUARANTEE": "exactly_once", "OMNINODE_PROFILE": "local"},
+     "needs Kafka transactions, which the embedded broker does not offer"),
 ])
 def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
@@ -325,6 +328,8 @@ def test_local_settings_never_leak_into_production() -> None:
 
     assert profile_options(Settings(profile="production")) == {}
     assert profile_options(Settings(profile="local"))["producer_max_batch_size"] == 1
+    exactly_once = Settings.from_env({"OMNINODE_PROCESSING_GUARANTEE": "exactly_once"})
+    assert profile_options(exactly_once) == {"processing_guarantee": "exactly_once"}
 
 
 # --- projections ---------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 | OMNINODE_APP_ID | Faust app id (consumer group, changelogs) and topic prefix | omninode |
 | OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
+| OMNINODE_PROCESSING_GUARANTEE | at_least_once, or exactly_once (Kafka transactions) | at_least_once |
 | KAFKA_SECURITY_PROTOCOL | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL | PLAINTEXT |
 | KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | SASL credentials (PLAIN, SCRAM-SHA-256/512) | |
 | KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | TLS files | |
@@ -60,6 +61,7 @@ class Settings:
     app_id: str = "omninode"
     web_port: int | None = None
     worker_concurrency: int = 8
+    processing_guarantee: str = "at_least_once"
     security: Security = Security()
 
     @classmethod
@@ -68,6 +70,17 @@ class Settings:
         profile = env.get("OMNINODE_PROFILE", "production")
         if profile not in ("production", "local"):
             raise SettingsError(f"OMNINODE_PROFILE must be production or local, not {profile!r}")
+        guarantee = env.get("OMNINODE_PROCESSING_GUARANTEE", "at_least_once")
+        if guarantee not in ("at_least_once", "exactly_once"):
+            raise SettingsError(
+                f"OMNINODE_PROCESSING_GUARANTEE must be at_least_once or exactly_once, "
+                f"not {guarantee!r}"
+            )
+        if guarantee == "exactly_once" and profile == "local":
+            raise SettingsError(
+                "OMNINODE_PROCESSING_GUARANTEE=exactly_once needs Kafka transactions, which "
+                "the embedded broker does not offer; use it with a real Kafka cluster"
+            )
         roles = frozenset(_split(env.get("OMNINODE_ROLES", ""), ",")) or ROLES
         if unknown := roles - ROLES:
             raise SettingsError(f"unknown OMNINODE_ROLES {sorted(unknown)}; use {sorted(ROLES)}")
@@ -82,6 +95,7 @@ class Settings:
             app_id=env.get("OMNINODE_APP_ID", "omninode"),
             web_port=_int(env, "OMNINODE_WEB_PORT"),
             worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
+            processing_guarantee=guarantee,
             security=Security(
                 protocol=env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),
                 sasl_mechanism=env.get("KAFKA_SASL_MECHANISM"),
