@@ -12,7 +12,7 @@
 | OMNINODE_APP_ID | Faust app id (consumer group, changelogs) and topic prefix | omninode |
 | OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
-| OMNINODE_PROCESSING_GUARANTEE | at_least_once, or exactly_once (Kafka transactions) | at_least_once |
+| OMNINODE_PROCESSING_GUARANTEE | at_least_once or exactly_once (transactions) | at_least_once |
 | KAFKA_SECURITY_PROTOCOL | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL | PLAINTEXT |
 | KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | SASL credentials (PLAIN, SCRAM-SHA-256/512) | |
 | KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | TLS files | |
