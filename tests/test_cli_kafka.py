@@ -147,3 +147,36 @@ def _poll(probe, done, timeout_s: float = 60.0):  # type: ignore[no-untyped-def]
         if done(value) or time.monotonic() > deadline:
             return value
         time.sleep(0.5)
+
+
+def test_dead_letters_can_be_listed_shown_and_replayed_after_a_fix(
+    deployment: Deployment,
+) -> None:
+    deployment.worker("w").wait_ready()
+    # PAY before the order exists: dead-lettered as "no such instance".
+    early = omninode(deployment, "send", "order_fulfillment", "late-1", "PAY", "--data",
+                     '{"amount": 40}', "--event-id", "pay-late-1")
+    assert early.returncode == 0
+    listed = _poll(lambda: omninode(deployment, "dlq", "list", "--stage", "step"),
+                   lambda r: r.stdout.strip() != "")
+    (line,) = listed.stdout.splitlines()
+    letter_id = line.split()[0]
+    assert "no such instance" in line
+    shown = json.loads(omninode(deployment, "dlq", "show", letter_id).stdout)
+    assert shown["record"]["type"] == "PAY" and shown["record"]["event_id"] == "pay-late-1"
+    assert shown["instance_id"] == "late-1" and shown["stage"] == "step"
+
+    data = json.dumps({"order_id": "late-1", "total": 40, "items": ["pen"]})
+    omninode(deployment, "start", "order_fulfillment", "late-1", "--data", data)
+    replayed = omninode(deployment, "dlq", "replay", letter_id)
+    assert replayed.returncode == 0, replayed.stderr
+    assert f"replayed {letter_id} to {deployment.settings.topic(names.EVENTS)}" in replayed.stdout
+
+    def status() -> dict:
+        result = omninode(deployment, "status", "order_fulfillment", "late-1", "--json")
+        return json.loads(result.stdout) if result.returncode == 0 else {}
+
+    paid = _poll(status, lambda s: s.get("data", {}).get("paid") == 40)
+    assert paid["data"]["paid"] == 40
+    missing = omninode(deployment, "dlq", "replay", "9:999")
+    assert missing.returncode == 1 and "no dead letter 9:999" in missing.stderr

@@ -17,10 +17,12 @@ from app.core.snapshot import Snapshot
 from app.infra.broker import BrokerError, EmbeddedBroker
 from app.infra.control import (
     WorkerProcess,
+    describe_record,
     new_event,
     read_dead_letters,
     read_history,
     read_snapshot,
+    replay_dead_letters,
     send_events,
 )
 from app.infra.demo import DEMO_RUNS, drive
@@ -66,10 +68,22 @@ def add_commands(commands: Any) -> None:
     history.add_argument("--json", action="store_true", help="one JSON object per line")
     history.set_defaults(handler=_history)
 
-    dlq = commands.add_parser("dlq", help="list dead letters with their reasons")
-    dlq.add_argument("action", choices=("list",))
-    dlq.add_argument("--json", action="store_true")
-    dlq.set_defaults(handler=_dlq)
+    dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
+    dlq_actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
+    dlq_list = dlq_actions.add_parser("list", help="one line per dead letter: id, stage, reason")
+    dlq_list.add_argument("--stage", help="only this stage (decode, route, step, handler, …)")
+    dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
+    dlq_list.set_defaults(handler=_dlq_list)
+    dlq_show = dlq_actions.add_parser("show", help="one dead letter in full, its record decoded")
+    dlq_show.add_argument("id", help="the id `dlq list` prints (partition:offset)")
+    dlq_show.set_defaults(handler=_dlq_show)
+    dlq_replay = dlq_actions.add_parser(
+        "replay", help="send the original records back to their source topics"
+    )
+    dlq_replay.add_argument("ids", nargs="*", help="ids from `dlq list`")
+    dlq_replay.add_argument("--all", action="store_true", help="every dead letter (or --stage)")
+    dlq_replay.add_argument("--stage", help="with --all: only this stage")
+    dlq_replay.set_defaults(handler=_dlq_replay)
 
     projections = commands.add_parser(
         "projections", help="rebuild the read models from the journal, from offset 0"
@@ -210,16 +224,52 @@ def _history_line(record: JournalRecord) -> str:
     )
 
 
-def _dlq(args: argparse.Namespace) -> int:
+def _dlq_list(args: argparse.Namespace) -> int:
     for letter in _run(read_dead_letters(Settings.from_env())):
+        if args.stage and letter["stage"] != args.stage:
+            continue
         if args.json:
-            printable = {k: (v.hex() if isinstance(v, bytes) else v) for k, v in letter.items()}
-            print(json.dumps(printable, sort_keys=True))
+            print(json.dumps(_printable(letter), sort_keys=True))
         else:
             where = (
                 f"{letter['source_topic']}@{letter['source_partition']}:{letter['source_offset']}"
             )
-            print(f"{letter['offset']:<8} {letter['stage']:<7} {where:<28} {letter['reason']}")
+            print(f"{letter['id']:<8} {letter['stage']:<8} {where:<28} {letter['reason']}")
+    return 0
+
+
+def _printable(letter: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.hex() if isinstance(v, bytes) else v) for k, v in letter.items()}
+
+
+def _dlq_show(args: argparse.Namespace) -> int:
+    letters = {d["id"]: d for d in _run(read_dead_letters(Settings.from_env()))}
+    letter = letters.get(args.id)
+    if letter is None:
+        print(f"omninode: no dead letter {args.id}", file=sys.stderr)
+        return 1
+    shown = {**_printable(letter), "record": describe_record(letter["value"])}
+    print(json.dumps(shown, indent=2, sort_keys=True))
+    return 0
+
+
+def _dlq_replay(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    letters = _run(read_dead_letters(settings))
+    if args.all:
+        chosen = [d for d in letters if not args.stage or d["stage"] == args.stage]
+    else:
+        by_id = {d["id"]: d for d in letters}
+        if missing := [i for i in args.ids if i not in by_id]:
+            print(f"omninode: no dead letter {', '.join(missing)}", file=sys.stderr)
+            return 1
+        chosen = [by_id[i] for i in args.ids]
+    if not chosen:
+        print("omninode: nothing to replay (name ids, or --all)", file=sys.stderr)
+        return 1
+    _run(replay_dead_letters(settings, chosen))
+    for letter in chosen:
+        print(f"replayed {letter['id']} to {letter['source_topic']}")
     return 0
 
 

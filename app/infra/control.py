@@ -23,8 +23,15 @@ from app.infra.instance_store import decode_stored
 from app.infra.kafka_client import produce, read_key, read_topic
 from app.infra.kafka_journal import read_journal
 from app.infra.settings import Settings, changelog_topic
-from app.infra.wire import decode_dead_letter, encode_event, utc_now
-from app.spi.envelopes import Event, JournalRecord, instance_key
+from app.infra.wire import (
+    AvroDecodeError,
+    decode_command,
+    decode_dead_letter,
+    decode_event,
+    encode_event,
+    utc_now,
+)
+from app.spi.envelopes import Command, Event, JournalRecord, instance_key
 
 
 def new_event(
@@ -64,12 +71,40 @@ async def read_history(settings: Settings, workflow: str, instance_id: str) -> l
 
 
 async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:
+    """Every dead letter, with ``id`` = its ``partition:offset`` on the dead-letter topic."""
     letters = []
     for record in await read_topic(settings, settings.topic(names.DEAD_LETTERS)):
         letter = decode_dead_letter(record.value)
-        letter["offset"] = f"{record.partition}:{record.offset}"
+        letter["id"] = f"{record.partition}:{record.offset}"
         letters.append(letter)
     return letters
+
+
+async def replay_dead_letters(settings: Settings, letters: list[dict[str, Any]]) -> None:
+    """Send each letter's original key and bytes back to the topic they were read from."""
+    records = [(d["source_topic"], d["key"], d["value"] or b"") for d in letters]
+    await produce(settings, records)
+
+
+def describe_record(value: bytes | None) -> dict[str, Any] | str:
+    """A dead letter's original bytes, decoded if they are one of our records."""
+    for decode in (decode_event, decode_command):
+        try:
+            decoded = decode(value)
+        except (AvroDecodeError, KeyError, TypeError):
+            continue
+        return decoded.to_dict() if isinstance(decoded, Event) else _command_dict(decoded)
+    return f"undecodable ({len(value or b'')} bytes): {(value or b'')[:64]!r}"
+
+
+def _command_dict(command: Command) -> dict[str, Any]:
+    return {
+        "command_id": command.command_id,
+        "kind": command.kind,
+        "name": command.name,
+        "mode": command.mode,
+        "input": dict(command.input),
+    }
 
 
 async def wait_for(
