@@ -251,6 +251,28 @@ def test_timers_fire_at_their_deadline_and_cancelled_ones_never(
     assert armed and armed[-1].value is None  # the 60 s timer was removed when `left` exited
 
 
+def test_a_timer_fires_once_after_a_crash_in_the_middle_of_its_wait(
+    timer_deployment: Deployment,
+) -> None:
+    deployment = timer_deployment
+    settings = deployment.settings
+    worker = deployment.worker("w")
+    worker.wait_ready()
+    deployment.run(send_events(settings, [new_event("timer_check", "crash", "$start")]))
+    deployment.run(wait_for(settings, "timer_check", "crash", in_states("waiting")))
+    worker.kill()  # SIGKILL before the 2 s deadline
+    shutil.rmtree(worker.data_dir)  # and the new worker starts with no local state
+    deployment.worker("w").wait_ready()
+
+    fired = deployment.run(wait_for(settings, "timer_check", "crash",
+                                    in_states("timed_out", status="done"), 30))
+    time.sleep(2)  # time for a second firing, if there were one
+    history = deployment.run(read_history(settings, "timer_check", "crash"))
+    assert [r.event.type for r in history] == ["$start", "$after.waiting.0"]
+    assert fired.seq == 2
+    assert _ms(history[1].event.occurred_at) - _ms(history[0].event.occurred_at) == 2000
+
+
 def _ms(instant: str) -> int:
     from app.core.durations import parse_instant_ms  # noqa: PLC0415
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from app.core import paths
+from app.core.durations import parse_instant_ms
 from app.core.errors import StepFailure
 from app.core.model import NO_ACTIONS, ROOT, Chart, StateNode, Transition
 from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
@@ -50,7 +51,11 @@ class StepResult:
 
 
 def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
-    """Apply one event to one instance. Never raises for a valid chart and a valid envelope."""
+    """Apply one event to one instance. Never raises for a valid chart; a malformed envelope
+    (bad time, empty id or type) is rejected with the reason, like any invalid event."""
+    problem = _envelope_problem(event)
+    if problem:
+        return _rejected(snapshot, event, problem)
     if snapshot is None:
         if event.type != START:
             return _rejected(None, event, "no such instance: the first event must be $start")
@@ -559,6 +564,18 @@ def _timer_matches(timer_id: str, timer_event: str, event: Event) -> bool:
     if event.timer_id is not None:
         return timer_id == event.timer_id
     return timer_event == event.type
+
+
+def _envelope_problem(event: Event) -> str | None:
+    if not event.event_id:
+        return "event_id is empty"
+    if not event.type:
+        return "event type is empty"
+    try:
+        parse_instant_ms(event.occurred_at)
+    except (ValueError, TypeError, OverflowError):
+        return f"occurred_at is not an ISO-8601 instant: {event.occurred_at!r}"
+    return None
 
 
 def _payload_problem(chart: Chart, event: Event) -> str | None:
