@@ -175,6 +175,35 @@ def test_a_restarted_worker_recovers_every_snapshot(deployment: Deployment, wipe
     assert letters == [], [decode_dead_letter(r.value)["reason"] for r in letters]
 
 
+def test_a_snapshot_that_outlived_its_journal_record_and_commands_gets_them_resent(
+    deployment: Deployment,
+) -> None:
+    settings = deployment.settings
+    fault = ROOT / "tests" / "fixtures" / "faults" / "crash_after_snapshot.py"
+    env = {"OMNINODE_HANDLERS": f"{ROOT / 'rss' / 'handlers.py'},{fault}",
+           "CRASH_MARKER": str(deployment.workdir / "crashed")}
+    worker = deployment.worker("w", **env)
+    worker.wait_ready()
+    deployment.run(send_events(settings, order("crash-1")))
+    deployment.run(wait_for(settings, "order_fulfillment", "crash-1", in_states("awaiting_payment")))
+    deployment.run(send_events(settings, [new_event("order_fulfillment", "crash-1", "PAY",
+                                                    {"amount": 40})]))
+    assert worker.process is not None and worker.process.wait(60) == -9  # SIGKILLed itself
+    # The fault happened as designed: the snapshot (seq 2) is on the changelog, its journal
+    # record and its charge_card command are not.
+    crashed = deployment.run(read_snapshot(settings, "order_fulfillment", "crash-1"))
+    assert crashed is not None and (crashed.seq, crashed.configuration) == (2, ("charging",))
+    assert [r.seq for r in deployment.run(read_history(settings, "order_fulfillment",
+                                                       "crash-1"))] == [1]
+    shutil.rmtree(worker.data_dir)
+    deployment.worker("w", **env).wait_ready()
+
+    deployment.run(wait_for(settings, "order_fulfillment", "crash-1", PICKING, 60))
+    history = deployment.run(read_history(settings, "order_fulfillment", "crash-1"))
+    assert [r.seq for r in history] == list(range(1, len(history) + 1))
+    assert [r.event.type for r in history[:3]] == ["$start", "PAY", "charge_card.done"]
+
+
 def test_bad_input_lands_in_dead_letters_and_the_agent_keeps_going(
     deployment: Deployment,
 ) -> None:
