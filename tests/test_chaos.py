@@ -112,7 +112,7 @@ class Killer:
 
 
 def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) -> None:
-    deployment, settings = chaos, chaos.settings
+    deployment = chaos
     ledger = deployment.workdir / "ledger.sqlite"
     killer = Killer(deployment, ledger)
     for worker in killer.workers:
