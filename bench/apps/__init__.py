@@ -1,0 +1,1 @@
+"""Baseline applications the benchmark measures OmniNode against, on the same broker."""

@@ -1,0 +1,27 @@
+"""The naive Faust baseline: an agent that counts events per key into a RocksDB table.
+
+Same local-profile settings as OmniNode's workers. Run: faust -A bench.apps.counter worker.
+"""
+
+import os
+
+import faust
+
+app = faust.App(
+    os.environ["BENCH_APP_ID"],
+    broker=f"kafka://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
+    store="rocksdb://",
+    topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),
+    topic_replication_factor=1,
+    producer_max_batch_size=1,
+    broker_session_timeout=10,
+)
+source = app.topic(os.environ["BENCH_INPUT"], key_serializer="raw", value_serializer="raw")
+counts = app.Table("counts", default=int, key_type=bytes, value_type=int,
+                   options={"driver": "rocksdict"})
+
+
+@app.agent(source)
+async def count(stream):  # type: ignore[no-untyped-def]
+    async for key, _value in stream.items():
+        counts[key] += 1
