@@ -130,9 +130,12 @@ def _checked_rate(seen: list[Seen], expected: int, what: str) -> float:
 def end_to_end(bootstrap: str, workdir: Path, instances: int, paced_s: float,
                timeout_s: float) -> dict:
     """Three awaited no-op effects per instance through two worker processes: peak
-    instances/s, then latencies at half of that rate."""
+    instances/s, then latencies at half of that rate. The workers run the orchestration
+    path (reducer, effects, computes); projectors are off the path from event to command
+    and would run as their own processes in a deployment that needs them."""
     settings = deployment(bootstrap, "be2e")
-    env = {"OMNINODE_RSS_PATH": BENCH_RSS, "OMNINODE_HANDLERS": BENCH_HANDLERS}
+    env = {"OMNINODE_RSS_PATH": BENCH_RSS, "OMNINODE_HANDLERS": BENCH_HANDLERS,
+           "OMNINODE_ROLES": "reducer,effects,computes"}
     workers = [WorkerProcess(settings, workdir / f"e2e-{n}-data", workdir / f"e2e-{n}.log",
                              env).start() for n in ("a", "b")]
     try:

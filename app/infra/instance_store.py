@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.core.snapshot import Snapshot
@@ -30,6 +31,13 @@ class StepOutput:
     partition: int
     offset: int
     records: tuple[tuple[str, bytes], ...]  # (logical topic, value)
+    # Its JSON text, made once: an output is re-stored with every later step of the instance.
+    json_text: str = field(default="", compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.json_text:
+            text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+            object.__setattr__(self, "json_text", text)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,14 +63,36 @@ class StoredInstance:
 
 
 def encode_stored(stored: StoredInstance) -> bytes:
-    value = {
-        "snapshot": stored.snapshot.to_dict(),
-        "outputs": [o.to_dict() for o in stored.outputs],
-    }
-    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+    snapshot = json.dumps(stored.snapshot.to_dict(), sort_keys=True, separators=(",", ":"))
+    outputs = ",".join(o.json_text for o in stored.outputs)
+    return f'{{"outputs":[{outputs}],"snapshot":{snapshot}}}'.encode()
 
 
 def decode_stored(data: bytes) -> StoredInstance:
     raw = json.loads(data)
     outputs = tuple(StepOutput.from_dict(o) for o in raw.get("outputs", ()))
     return StoredInstance(Snapshot.from_dict(raw["snapshot"]), outputs)
+
+
+class DecodedCache:
+    """Decoded values of the instances touched last, so a hot instance's stored value is
+    not parsed again on every event; a hit needs the stored bytes to be equal."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, tuple[bytes, StoredInstance]] = OrderedDict()
+
+    def decode(self, key: bytes, raw: bytes) -> StoredInstance:
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] == raw:
+            self._entries.move_to_end(key)
+            return entry[1]
+        stored = decode_stored(raw)
+        self.remember(key, raw, stored)
+        return stored
+
+    def remember(self, key: bytes, raw: bytes, stored: StoredInstance) -> None:
+        self._entries[key] = (raw, stored)
+        self._entries.move_to_end(key)
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)

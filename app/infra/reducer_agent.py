@@ -42,9 +42,9 @@ from app.core.snapshot import Snapshot
 from app.infra import settings as topics
 from app.infra.instance_store import (
     OUTPUT_LIMIT,
+    DecodedCache,
     StepOutput,
     StoredInstance,
-    decode_stored,
     encode_stored,
 )
 from app.infra.outbox import Outbox, Source, send_dead_letter
@@ -83,6 +83,7 @@ class Reducer:
         self.timers = timers
         self.outbox = outbox
         self.committed = committed
+        self.decoded = DecodedCache()
         self.stats = ReducerStats()
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
@@ -99,7 +100,7 @@ class Reducer:
 
     async def _step(self, key: bytes, value: bytes | None, event: Event, source: Source) -> None:
         raw = self.snapshots.get(key)
-        stored = decode_stored(raw) if raw is not None else None
+        stored = self.decoded.decode(key, raw) if raw is not None else None
         before = stored.snapshot if stored is not None else None
         result = self.registry.route(before, event)
         trace = result.trace
@@ -118,7 +119,9 @@ class Reducer:
         output = StepOutput(event.event_id, *source, records=tuple(records))
         kept = self._unconfirmed(stored.outputs if stored is not None else ())
         after = StoredInstance(result.snapshot, (*kept, output)[-OUTPUT_LIMIT:])
-        self.snapshots[key] = encode_stored(after)
+        encoded = encode_stored(after)
+        self.snapshots[key] = encoded
+        self.decoded.remember(key, encoded, after)
         for topic, data in records:
             await self.outbox.send(topic, key, data)
         self._store_timers(key, before, result.snapshot)
