@@ -41,7 +41,8 @@ async def collect(
     """Read the topics from the beginning until ``count`` records arrived (or the timeout)."""
     deadline = time.monotonic() + timeout_s
     await _wait_for_topics(bootstrap, topics, deadline)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_wait_ms=25)
     await consumer.start()
     seen: list[Seen] = []
     try:

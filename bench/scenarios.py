@@ -184,7 +184,6 @@ def _finished(settings: Settings, instances: int, timeout_s: float) -> dict[str,
 def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float,
            offset: int) -> dict:
     count = max(1, int(per_s * seconds))
-    starts = _starts(offset, count)
     events = settings.topic(names.EVENTS)
     tick_s = 0.05
     per_tick = max(1, round(per_s * tick_s))
@@ -195,7 +194,8 @@ def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float,
         try:
             began = time.monotonic()
             for n in range(0, count, per_tick):
-                for key, value in starts[n:n + per_tick]:
+                # Made when sent: occurred_at is the moment the event enters the system.
+                for key, value in _starts(offset + n, min(per_tick, count - n)):
                     await producer.send(events, value, key=key)
                 delay = began + (n // per_tick + 1) * tick_s - time.monotonic()
                 if delay > 0:
@@ -210,7 +210,8 @@ def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float,
                           4 * total, timeout_s))
     commands = run(collect(settings.bootstrap_servers,
                            [settings.topic(names.EFFECT_COMMANDS)], 3 * total, timeout_s))
-    return _latencies(journal, commands, {k.decode() for k, _ in starts})
+    keys = {f"three_effects:i{n}" for n in range(offset, total)}
+    return _latencies(journal, commands, keys)
 
 
 def _latencies(journal: list[Seen], commands: list[Seen], keys: set[str]) -> dict:

@@ -174,7 +174,7 @@ async def _follow_views(deployment: Deployment, plan: dict[str, str],
     """React to the instance projection: decide orders at picking, note final states."""
     settings = deployment.settings
     topic = settings.topic(names.INSTANCE_VIEWS)
-    consumer = AIOKafkaConsumer(**settings.aiokafka_options(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.consumer_options(), enable_auto_commit=False)
     await consumer.start()
     acted: set[str] = set()
     try:

@@ -100,9 +100,10 @@ def build_app(
     }
     if settings.web_port is not None:
         options["web_port"] = settings.web_port
+    scheme = "omninode-local" if settings.is_local else "kafka"
     app = faust.App(
         settings.app_id,
-        broker=[f"kafka://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
+        broker=[f"{scheme}://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=credentials(settings),
         store="rocksdb://",
         **options,
@@ -125,9 +126,7 @@ def _table(app: faust.App, name: str, partitions: int, ttl: int | None = None) -
     options: dict[str, Any] = {"driver": "rocksdict"}
     if ttl is not None:
         options["ttl"] = ttl  # RocksDB drops entries older than this at compaction
-    return app.Table(
-        name, partitions=partitions, key_type=bytes, value_type=bytes, options=options
-    )
+    return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, options=options)
 
 
 def _consume(
@@ -166,6 +165,7 @@ def _reducer_agents(
 ) -> None:
     snapshots = _table(app, names.SNAPSHOT_TABLE, partitions)
     timers = _table(app, names.TIMER_TABLE, partitions)
+
     def committed(topic: str, partition: int) -> int | None:
         # Faust's monitor records every offset commit (after the producer flush).
         offset: int | None = app.monitor.tp_committed_offsets.get(TP(topic, partition))

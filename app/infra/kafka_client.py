@@ -147,7 +147,7 @@ async def read_topic(settings: Settings, topic: str) -> list[Record]:
 
 
 async def _read(settings: Settings, topic: str, key: bytes | None) -> list[Record]:
-    consumer = AIOKafkaConsumer(**settings.aiokafka_options(), enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**settings.consumer_options(), enable_auto_commit=False)
     try:
         await consumer.start()
         partitions = await _wait_partitions(consumer, topic)

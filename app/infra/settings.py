@@ -111,6 +111,14 @@ class Settings:
     def is_local(self) -> bool:
         return self.profile == "local"
 
+    def consumer_options(self) -> dict[str, object]:
+        """Options for the consumers we open; the embedded broker answers a fetch only when
+        its wait expires, so the local profile keeps that wait short."""
+        options = self.aiokafka_options()
+        if self.is_local:
+            options["fetch_max_wait_ms"] = 25
+        return options
+
     def manifest(self) -> dict[str, TopicSpec]:
         replication = 1 if self.is_local else self.replication
         return load_manifest(MANIFEST, self.partitions, self.app_id, replication)

@@ -9,7 +9,9 @@ import faust
 
 app = faust.App(
     os.environ["BENCH_APP_ID"],
-    broker=f"kafka://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
+    # OmniNode's local-profile transport (short fetch waits on the embedded broker), so
+    # both sides run with the same client settings.
+    broker=f"omninode-local://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
     store="rocksdb://",
     topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),
     topic_replication_factor=1,
