@@ -20,7 +20,7 @@ from app.core.durations import parse_instant_ms
 from app.infra import settings as names
 from app.infra.control import WorkerProcess, new_event
 from app.infra.kafka_client import apply_topics
-from app.infra.settings import Settings, changelog_topic
+from app.infra.settings import Settings, changelog_topic, load_manifest
 from app.infra.wire import decode_command, decode_journal, encode_event
 from bench.common import (
     ROOT,
@@ -36,7 +36,7 @@ from bench.common import (
     wait_for_log,
 )
 
-PARTITIONS = 4
+PARTITIONS = load_manifest()[names.EVENTS].partitions  # the product's default (topics/)
 BENCH_RSS = str(ROOT / "bench" / "rss")
 BENCH_HANDLERS = str(ROOT / "bench" / "rss" / "handlers.py")
 READY = "[^Worker]: Ready"
