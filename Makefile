@@ -36,7 +36,10 @@ broker: ## Run the embedded broker on 127.0.0.1:9092 until Ctrl-C
 
 check: lint test ## Lint, then run the tests (what CI runs)
 
-bench: ## Reducer benchmark against sismic and python-statemachine
-	$(PY) bench/reducer.py
+bench: ## All benchmarks on an embedded broker (a few minutes); table + bench/results.json
+	$(PY) -m bench
 
-.PHONY: help setup test test-fast lint check validate demo dev broker bench
+bench-reducer: ## Only the pure reducer against sismic and python-statemachine (seconds)
+	$(PY) -m bench.reducer
+
+.PHONY: help setup test test-fast lint check validate demo dev broker bench bench-reducer
