@@ -7,6 +7,7 @@ Scenarios (sizes are flags; the defaults finish in a few minutes on 2 cores):
   e2e       instances/s of a three-effect workflow through two worker processes, then
             latencies at half of that rate
   recovery  a fresh worker restoring every snapshot of the e2e run from the changelog
+  burst     a worker's memory while a burst of ~100 MB of commands meets a slow handler
 
 Prints a table, writes the figures as JSON (--out), and ends with the line
   e2e_instances_per_s=N agent_vs_faust_counter=X agent_vs_passthrough=Y p99_event_to_command_ms=Z
@@ -31,6 +32,8 @@ def main() -> None:
     parser.add_argument("--agent-events", type=int, default=10_000)
     parser.add_argument("--e2e-instances", type=int, default=1_000)
     parser.add_argument("--paced-seconds", type=float, default=10.0)
+    parser.add_argument("--burst-commands", type=int, default=100_000)
+    parser.add_argument("--burst-watch-seconds", type=float, default=15.0)
     parser.add_argument("--timeout", type=float, default=300.0, help="per scenario, seconds")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args()
@@ -52,6 +55,9 @@ def main() -> None:
         results.update(e2e)
         print("recovery ...", flush=True)
         results.update(scenarios.recovery(settings, workdir, args.timeout))  # type: ignore[arg-type]
+        print("burst (back-pressure) ...", flush=True)
+        results.update(scenarios.burst(bootstrap, workdir, args.burst_commands,
+                                       args.burst_watch_seconds))
     finally:
         if broker is not None:
             broker.stop()
@@ -97,6 +103,11 @@ ROWS = [
     ("recovery_snapshots_per_s", "  snapshots/s (beyond an empty start)", "{:,.0f}"),
     ("recovery_ready_s", "  worker ready after, s", "{:.1f}"),
     ("empty_ready_s", "  (empty worker ready after, s)", "{:.1f}"),
+    ("burst_input_mb", "burst: commands waiting, MB", "{:.0f}"),
+    ("burst_rss_idle_mb", "  worker RSS before, MB", "{:.0f}"),
+    ("burst_rss_peak_mb", "  worker RSS peak during, MB", "{:.0f}"),
+    ("burst_rss_peak_vs_idle", "  peak / before", "{:.2f}"),
+    ("burst_answered_while_watched", "  commands answered meanwhile", "{:,}"),
 ]
 
 

@@ -21,7 +21,8 @@ from app.infra import settings as names
 from app.infra.control import WorkerProcess, new_event
 from app.infra.kafka_client import apply_topics
 from app.infra.settings import Settings, changelog_topic, load_manifest
-from app.infra.wire import decode_command, decode_journal, encode_event
+from app.infra.wire import decode_command, decode_journal, encode_command, encode_event
+from app.spi.envelopes import Command, RetryPolicy
 from bench.common import (
     ROOT,
     Seen,
@@ -277,3 +278,47 @@ def _time_to_ready(settings: Settings, directory: Path, env: dict, timeout_s: fl
     finally:
         worker.stop()
 
+
+
+def burst(bootstrap: str, workdir: Path, commands: int, watch_s: float) -> dict:
+    """Back-pressure: a burst of commands far larger than memory should hold, for a handler
+    that takes 50 ms, four at a time. The worker's resident memory is sampled before and
+    during the burst; bounded buffers keep the peak near the idle figure."""
+    settings = deployment(bootstrap, "bburst")
+    env = {"OMNINODE_ROLES": "effects", "OMNINODE_WORKER_CONCURRENCY": "4",
+           "OMNINODE_RSS_PATH": BENCH_RSS, "OMNINODE_HANDLERS": BENCH_HANDLERS}
+    worker = WorkerProcess(settings, workdir / "burst-data", workdir / "burst.log", env).start()
+    try:
+        worker.wait_ready(120)
+        assert worker.process is not None
+        pid = worker.process.pid
+        idle_mb = _rss_mb(pid)
+        topic = settings.topic(names.EFFECT_COMMANDS)
+        filler = "x" * 1000  # about 1 KB of input per command
+        records = [(topic, f"burst:i{n}".encode(), encode_command(Command(
+            f"burst:i{n}:1:1", "burst", f"i{n}", 1, "effect", "bench_slow", "await",
+            {"filler": filler}, RetryPolicy(), None))) for n in range(commands)]
+        run(fast_produce(bootstrap, records))
+        peak_mb = idle_mb
+        deadline = time.monotonic() + watch_s
+        while time.monotonic() < deadline:
+            peak_mb = max(peak_mb, _rss_mb(pid))
+            time.sleep(0.25)
+        answered = run(collect(bootstrap, [settings.topic(names.RESULTS)], commands, 3.0))
+    finally:
+        worker.stop()
+    return {
+        "burst_commands": commands,
+        "burst_input_mb": round(commands * len(filler) / 1e6, 1),
+        "burst_answered_while_watched": len(answered),
+        "burst_rss_idle_mb": idle_mb,
+        "burst_rss_peak_mb": peak_mb,
+        "burst_rss_peak_vs_idle": peak_mb / idle_mb,
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
