@@ -170,15 +170,21 @@ def _applied(chart: Chart, base: Snapshot, run: MacrostepRun) -> StepResult:
     if run.status in ("failed", "cancelled"):
         commands += compensation_commands(chart, base.instance_id, base.seq, run.completed)
     configuration = atomic_configuration(chart, run.config) if run.status != "cancelled" else ()
-    snapshot = replace(
-        base,
+    # One constructor call instead of dataclasses.replace: this runs on every applied step.
+    snapshot = Snapshot(
+        workflow=base.workflow,
+        version=base.version,
+        instance_id=base.instance_id,
         status=run.status,
         configuration=configuration,
         data=run.data,
+        seq=base.seq,
         history=dict(run.history),
         timers=tuple(run.timers),
         pending=tuple(run.pending),
         completed_effects=tuple(run.completed),
+        recent_event_ids=base.recent_event_ids,
+        updated_at=base.updated_at,
         reason=_final_reason(run),
     )
     trace = StepTrace("applied", run.event.type, base.seq, None, tuple(run.taken))
@@ -225,6 +231,8 @@ def select_transitions(run: MacrostepRun, event_type: str | None) -> list[Transi
     """For each active atomic state in document order, the first enabled transition found
     from the state up through its ancestors; then conflicts are removed."""
     chart = run.chart
+    if run.config.isdisjoint(_states_handling(chart, event_type)):
+        return []  # no active state has a transition for this event (or an `always`)
     enabled: list[Transition] = []
     for atomic in _active_atomic(chart, run.config):
         for path in (atomic, *chart.states[atomic].ancestors):
@@ -236,6 +244,20 @@ def select_transitions(run: MacrostepRun, event_type: str | None) -> list[Transi
                     enabled.append(chosen)
                 break
     return remove_conflicting_transitions(run, enabled)
+
+
+def _states_handling(chart: Chart, event_type: str | None) -> frozenset[str]:
+    """States with a transition for ``event_type`` (``None``: an ``always``), per chart."""
+    key = ("handling", event_type)
+    found: frozenset[str] | None = chart.memo.get(key)
+    if found is None:
+        found = frozenset(
+            path
+            for path, node in chart.states.items()
+            if (node.always if event_type is None else node.transitions.get(event_type))
+        )
+        chart.memo[key] = found
+    return found
 
 
 def _is_enabled(run: MacrostepRun, transition: Transition) -> bool:
@@ -318,9 +340,18 @@ def compute_exit_set(run: MacrostepRun, transitions: list[Transition]) -> set[st
     exits: set[str] = set()
     for transition in transitions:
         if transition.targets:
-            domain = transition_domain(run, transition)
-            exits.update(s for s in run.config if paths.is_descendant(s, domain))
+            exits |= run.config & _descendants(run.chart, transition_domain(run, transition))
     return exits
+
+
+def _descendants(chart: Chart, ancestor: str) -> frozenset[str]:
+    """Every state strictly inside ``ancestor``, memoized per chart."""
+    key = ("descendants", ancestor)
+    found: frozenset[str] | None = chart.memo.get(key)
+    if found is None:
+        found = frozenset(s for s in chart.states if paths.is_descendant(s, ancestor))
+        chart.memo[key] = found
+    return found
 
 
 def transition_domain(run: MacrostepRun, transition: Transition) -> str:
@@ -532,8 +563,11 @@ def atomic_configuration(chart: Chart, config: set[str]) -> tuple[str, ...]:
 
 
 def _active_atomic(chart: Chart, config: set[str]) -> list[str]:
-    atomic = [s for s in config if s != ROOT and chart.states[s].is_atomic]
-    return sorted(atomic, key=lambda s: chart.states[s].order)
+    states = chart.states
+    atomic = [s for s in config if s != ROOT and states[s].is_atomic]
+    if len(atomic) > 1:
+        atomic.sort(key=lambda s: states[s].order)
+    return atomic
 
 
 def _exit_key(chart: Chart) -> Callable[[str], int]:

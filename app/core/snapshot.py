@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, cast
 
 from app.spi.envelopes import DispatchKind, DispatchMode, InstanceStatus, JsonObject, JsonValue
@@ -80,7 +80,23 @@ class Snapshot:
     def with_delivery(self, event_id: str, occurred_at: str) -> Snapshot:
         """This snapshot after one more delivered event: next seq, id remembered."""
         recent = (*self.recent_event_ids, event_id)[-DEDUP_WINDOW:]
-        return replace(self, seq=self.seq + 1, recent_event_ids=recent, updated_at=occurred_at)
+        # A constructor call, not dataclasses.replace: this runs once per delivered event.
+        return Snapshot(
+            self.workflow,
+            self.version,
+            self.instance_id,
+            self.status,
+            self.configuration,
+            self.data,
+            self.seq + 1,
+            self.history,
+            self.timers,
+            self.pending,
+            self.completed_effects,
+            recent,
+            occurred_at,
+            self.reason,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
