@@ -49,8 +49,17 @@ async def start_orders_and_pay(settings: Settings, ids: list[str]) -> None:
 
 async def all_reach(settings: Settings, ids: list[str], check: Callable[[Snapshot], bool],
                     timeout_s: float = 90.0) -> list[Snapshot]:
-    return list(await asyncio.gather(
-        *(wait_for(settings, "order_fulfillment", i, check, timeout_s) for i in ids)))
+    try:
+        return list(await asyncio.gather(
+            *(wait_for(settings, "order_fulfillment", i, check, timeout_s) for i in ids)))
+    except TimeoutError as exc:
+        # Say where the missing event went: dead letters, and the instance's journal.
+        letters = [decode_dead_letter(r.value) for r in
+                   await read_topic(settings, settings.topic(names.DEAD_LETTERS))]
+        journals = {i: [(r.seq, r.event.type) for r in
+                        await read_history(settings, "order_fulfillment", i)] for i in ids}
+        reasons = [(d["instance_id"], d["event_type"], d["reason"]) for d in letters]
+        raise AssertionError(f"{exc}\ndead letters: {reasons}\njournals: {journals}") from exc
 
 
 def test_the_three_examples_run_to_their_final_states(deployment: Deployment) -> None:
