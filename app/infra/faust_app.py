@@ -20,7 +20,7 @@ from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
 from app.infra import settings as names
 from app.infra.avro import register_faust_codecs
-from app.infra.outbox import send_dead_letter
+from app.infra.outbox import Source, send_dead_letter
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, TopicSpec
@@ -30,7 +30,7 @@ from app.infra.worker_agent import CommandRunner
 log = logging.getLogger("omninode")
 TIMER_INTERVAL_S = 0.5
 PROCESSED_TTL_S = 7 * 24 * 3600  # answers to commands are kept as long as command topics
-Handle = Callable[[bytes | None, bytes | None, tuple[str, int, int]], Coroutine[Any, Any, None]]
+Handle = Callable[[bytes | None, bytes | None, Source], Coroutine[Any, Any, None]]
 
 
 class FaustOutbox:

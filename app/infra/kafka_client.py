@@ -150,7 +150,8 @@ async def _read(settings: Settings, topic: str, key: bytes | None) -> list[Recor
     consumer = AIOKafkaConsumer(**settings.consumer_options(), enable_auto_commit=False)
     try:
         await consumer.start()
-        partitions = await _wait_partitions(consumer, topic)
+        # A started consumer knows every topic that existed when it connected.
+        partitions = set(consumer.partitions_for_topic(topic) or ())
         if key is not None and partitions:
             partitions = {partition_for(key, len(partitions))}
         records = await _drain(consumer, [TopicPartition(topic, p) for p in sorted(partitions)])
@@ -160,15 +161,6 @@ async def _read(settings: Settings, topic: str, key: bytes | None) -> list[Recor
         with contextlib.suppress(asyncio.CancelledError, KafkaError):
             await consumer.stop()
     return [r for r in records if key is None or r.key == key]
-
-
-async def _wait_partitions(consumer: AIOKafkaConsumer, topic: str) -> set[int]:
-    partitions = consumer.partitions_for_topic(topic)
-    if partitions is None:
-        with contextlib.suppress(KafkaError):
-            await consumer.topics()
-        partitions = consumer.partitions_for_topic(topic)
-    return set(partitions or ())
 
 
 async def _drain(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> list[Record]:

@@ -29,6 +29,8 @@ from typing import Literal
 import yaml
 from aiokafka.helpers import create_ssl_context
 
+from app.core.durations import parse_duration_ms
+
 Profile = Literal["production", "local"]
 ROLES = frozenset({"reducer", "effects", "computes", "projector"})
 MANIFEST = Path(__file__).resolve().parents[2] / "topics" / "omninode.yaml"
@@ -175,11 +177,10 @@ class TopicSpec:
     def retention_ms(self) -> int:
         if self.retention == "forever":
             return -1
-        units = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
-        for suffix in ("ms", "s", "m", "h", "d"):
-            if self.retention.endswith(suffix) and self.retention[: -len(suffix)].isdigit():
-                return int(self.retention[: -len(suffix)]) * units[suffix]
-        raise SettingsError(f"topic {self.name}: bad retention {self.retention!r}")
+        try:
+            return parse_duration_ms(self.retention)
+        except ValueError as exc:
+            raise SettingsError(f"topic {self.name}: bad retention: {exc}") from exc
 
 
 def load_manifest(

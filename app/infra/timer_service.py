@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable
 from datetime import datetime
 
+from app.core.durations import parse_instant_ms
 from app.infra import settings as topics
 from app.infra.outbox import Outbox
 from app.infra.wire import encode_event
@@ -28,12 +29,13 @@ class TimerService:
 
     async def fire_due(self, armed: Iterable[tuple[bytes, bytes]], now: datetime) -> int:
         """Send every due timer not sent yet; returns how many were sent."""
+        now_ms = int(now.timestamp() * 1000)
         present: set[str] = set()
         sent = 0
         for key, value in armed:
             for timer in json.loads(value):
                 present.add(timer["id"])
-                if timer["id"] in self._sent or _instant(timer["deadline"]) > now:
+                if timer["id"] in self._sent or parse_instant_ms(timer["deadline"]) > now_ms:
                     continue
                 await self.outbox.send(topics.EVENTS, key, encode_event(timer_event(timer)))
                 self._sent.add(timer["id"])
@@ -52,7 +54,3 @@ def timer_event(timer: dict[str, str]) -> Event:
         occurred_at=timer["deadline"],
         timer_id=timer["id"],
     )
-
-
-def _instant(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))

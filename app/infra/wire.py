@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import time
 from typing import Any, cast
 
+from app.core.durations import format_instant
 from app.infra.avro import AvroDecodeError, codec, json_object, json_text
 from app.spi.envelopes import (
     Command,
@@ -25,40 +26,17 @@ STATE_COUNT = "omninode.StateCount"
 
 
 def utc_now() -> str:
-    """Wall-clock time in the core's instant format (millisecond precision, UTC)."""
-    now = datetime.now(UTC)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """Wall-clock time in the core's canonical instant format (millisecond precision, UTC)."""
+    return format_instant(time.time_ns() // 1_000_000)
 
 
 def event_record(event: Event, seq: int | None = None) -> dict[str, Any]:
-    return {
-        "event_id": event.event_id,
-        "workflow_type": event.workflow_type,
-        "instance_id": event.instance_id,
-        "type": event.type,
-        "seq": seq,
-        "payload": json_text(dict(event.payload)),
-        "occurred_at": event.occurred_at,
-        "dispatch_id": event.dispatch_id,
-        "timer_id": event.timer_id,
-        "causation_id": event.causation_id,
-        "correlation_id": event.correlation_id,
-    }
+    """The envelope's own dict, with the payload as JSON text and the journal's seq."""
+    return {**event.to_dict(), "seq": seq, "payload": json_text(dict(event.payload))}
 
 
 def event_from_record(record: dict[str, Any]) -> Event:
-    return Event(
-        workflow_type=record["workflow_type"],
-        instance_id=record["instance_id"],
-        type=record["type"],
-        event_id=record["event_id"],
-        occurred_at=record["occurred_at"],
-        payload=json_object(record["payload"], "event payload"),
-        dispatch_id=record["dispatch_id"],
-        timer_id=record["timer_id"],
-        causation_id=record["causation_id"],
-        correlation_id=record["correlation_id"],
-    )
+    return Event.from_dict({**record, "payload": json_object(record["payload"], "event payload")})
 
 
 def encode_event(event: Event) -> bytes:
