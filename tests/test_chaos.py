@@ -58,7 +58,7 @@ EXPECTED = {  # class -> (status, configuration)
     "order": ("done", ("shipped",)),
     "cancel": ("failed", ("cancelled_after_payment",)),
 }
-BAD_INPUTS = [b"\x00garbage", b"", b"\x00\x00\x00\x00\x01not-an-event", b"{\"json\": true}"]
+BAD_INPUTS = [b"\x00garbage", b"", b"\x00\x00\x00\x00\x01not-an-event", b'{"json": true}']
 
 
 def opening_events(kind: str, instance_id: str) -> list[Event]:
@@ -66,22 +66,41 @@ def opening_events(kind: str, instance_id: str) -> list[Event]:
         return new_event(workflow, instance_id, type_, payload, f"{instance_id}:{type_}:{kind}")
 
     if kind == "loan":
-        return [event("loan_application", "$start",
-                      {"applicant": instance_id, "amount": 1200, "customer_years": 3}),
-                event("loan_application", "SUBMIT_DOCS", {"documents": ["id"]})]
+        return [
+            event(
+                "loan_application",
+                "$start",
+                {"applicant": instance_id, "amount": 1200, "customer_years": 3},
+            ),
+            event("loan_application", "SUBMIT_DOCS", {"documents": ["id"]}),
+        ]
     if kind == "doc":
-        return [event("document_approval", "$start", {"title": instance_id}),
-                event("document_approval", "SUBMIT"),
-                event("document_approval", "APPROVE", {"reviewer": "ana"}),
-                new_event("document_approval", instance_id, "APPROVE", {"reviewer": "bo"},
-                          f"{instance_id}:APPROVE2")]
-    return [event("order_fulfillment", "$start",
-                  {"order_id": instance_id, "total": 40, "items": ["book"]}),
-            event("order_fulfillment", "PAY", {"amount": 40})]
+        return [
+            event("document_approval", "$start", {"title": instance_id}),
+            event("document_approval", "SUBMIT"),
+            event("document_approval", "APPROVE", {"reviewer": "ana"}),
+            new_event(
+                "document_approval",
+                instance_id,
+                "APPROVE",
+                {"reviewer": "bo"},
+                f"{instance_id}:APPROVE2",
+            ),
+        ]
+    return [
+        event(
+            "order_fulfillment", "$start", {"order_id": instance_id, "total": 40, "items": ["book"]}
+        ),
+        event("order_fulfillment", "PAY", {"amount": 40}),
+    ]
 
 
-WORKFLOW = {"loan": "loan_application", "doc": "document_approval",
-            "order": "order_fulfillment", "cancel": "order_fulfillment"}
+WORKFLOW = {
+    "loan": "loan_application",
+    "doc": "document_approval",
+    "order": "order_fulfillment",
+    "cancel": "order_fulfillment",
+}
 
 
 @pytest.fixture
@@ -129,17 +148,22 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
     assert killer.kills >= KILLS
     assert finished, f"not all instances finished within {DEADLINE_S}s\n{deployment.logs()}"
     report = _verify(deployment, plan, ledger)
-    report.update(instances=INSTANCES, kills=killer.kills, wiped_datadirs=killer.wipes,
-                  elapsed_s=round(elapsed, 1))
+    report.update(
+        instances=INSTANCES,
+        kills=killer.kills,
+        wiped_datadirs=killer.wipes,
+        elapsed_s=round(elapsed, 1),
+    )
     print("\nchaos:", "  ".join(f"{k}={v}" for k, v in report.items()))
 
 
-async def _run_chaos(deployment: Deployment, killer: Killer, plan: dict[str, str],
-                     started: float) -> bool:
+async def _run_chaos(
+    deployment: Deployment, killer: Killer, plan: dict[str, str], started: float
+) -> bool:
     settings = deployment.settings
     events_topic = settings.topic(names.EVENTS)
     await produce(settings, [(events_topic, b"order_fulfillment:bad", b) for b in BAD_INPUTS])
-    waves = [list(plan)[i:i + 25] for i in range(0, len(plan), 25)]
+    waves = [list(plan)[i : i + 25] for i in range(0, len(plan), 25)]
     finals: dict[str, tuple[str, tuple[str, ...]]] = {}
     stop = asyncio.Event()
     tasks = [asyncio.create_task(_follow_views(deployment, plan, finals, stop))]
@@ -168,9 +192,12 @@ async def _run_chaos(deployment: Deployment, killer: Killer, plan: dict[str, str
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _follow_views(deployment: Deployment, plan: dict[str, str],
-                        finals: dict[str, tuple[str, tuple[str, ...]]],
-                        stop: asyncio.Event) -> None:
+async def _follow_views(
+    deployment: Deployment,
+    plan: dict[str, str],
+    finals: dict[str, tuple[str, tuple[str, ...]]],
+    stop: asyncio.Event,
+) -> None:
     """React to the instance projection: decide orders at picking, note final states."""
     settings = deployment.settings
     topic = settings.topic(names.INSTANCE_VIEWS)
@@ -200,12 +227,14 @@ async def _react(settings, plan, view, acted, finals) -> None:  # type: ignore[n
     if view["status"] != "active":
         finals[instance] = (view["status"], tuple(view["configuration"]))
         return
-    if kind in ("order", "cancel") and "fulfilment.packing.picking" in view["configuration"] \
-            and instance not in acted:
+    if (
+        kind in ("order", "cancel")
+        and "fulfilment.packing.picking" in view["configuration"]
+        and instance not in acted
+    ):
         acted.add(instance)
         decision = "PICKED" if kind == "order" else "CANCEL_REQUESTED"
-        event = new_event("order_fulfillment", instance, decision, None,
-                          f"{instance}:{decision}")
+        event = new_event("order_fulfillment", instance, decision, None, f"{instance}:{decision}")
         await send_events(settings, [event])
 
 
@@ -222,8 +251,10 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
         if first is not record.value:
             re_emitted += 1
             assert first == record.value, f"{record.key!r} seq {seq}: two different records"
-    snapshots = {r.key.decode(): r.value for r in asyncio.run(
-        read_topic(settings, changelog_topic(settings, names.SNAPSHOT_TABLE)))}
+    snapshots = {
+        r.key.decode(): r.value
+        for r in asyncio.run(read_topic(settings, changelog_topic(settings, names.SNAPSHOT_TABLE)))
+    }
 
     dispatched: set[str] = set()
     for instance, kind in plan.items():
@@ -235,16 +266,22 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
         assert (live.status, live.configuration) == EXPECTED[kind], key
         replayed = replay(registry.get(WORKFLOW[kind]), records)
         assert replayed.snapshot is not None and dumps(replayed.snapshot) == dumps(live), key
-        dispatched |= {c.command_id for _, commands in replayed.commands for c in commands
-                       if c.kind == "effect"}
+        dispatched |= {
+            c.command_id
+            for _, commands in replayed.commands
+            for c in commands
+            if c.kind == "effect"
+        }
 
     db = sqlite3.connect(ledger)
     applied = Counter(key for (key,) in db.execute("SELECT key FROM applied"))
     invocations = Counter(key for (key,) in db.execute("SELECT key FROM invocations"))
     assert set(applied) == dispatched  # none lost, none invented
     assert all(n == 1 for n in applied.values())
-    letters = [decode_dead_letter(r.value) for r in
-               asyncio.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))]
+    letters = [
+        decode_dead_letter(r.value)
+        for r in asyncio.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))
+    ]
     bad = sorted(d["value"] or b"" for d in letters)
     assert bad == sorted(BAD_INPUTS), [d["reason"] for d in letters]
     return {

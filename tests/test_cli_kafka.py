@@ -23,7 +23,11 @@ pytestmark = pytest.mark.kafka
 def omninode(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "app.cli.main", *args],
-        capture_output=True, text=True, timeout=60, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
         env=worker_environment(deployment.settings),
     )
 
@@ -31,7 +35,9 @@ def omninode(deployment: Deployment, *args: str) -> subprocess.CompletedProcess[
 def test_broker_prints_its_address_serves_and_stops_on_sigterm() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "app.cli.main", "broker", "--port", "0"],
-        stdout=subprocess.PIPE, text=True, cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
     )
     try:
         assert process.stdout is not None
@@ -62,12 +68,14 @@ def test_topics_plan_and_apply_are_idempotent(deployment: Deployment) -> None:
 def test_start_send_status_history_and_projections(deployment: Deployment) -> None:
     deployment.worker("w").wait_ready()
     data = json.dumps({"order_id": "c-1", "total": 40, "items": ["pen"]})
-    started = omninode(deployment, "start", "order_fulfillment", "c-1", "--data", data,
-                       "--event-id", "start-c-1")
+    started = omninode(
+        deployment, "start", "order_fulfillment", "c-1", "--data", data, "--event-id", "start-c-1"
+    )
     assert started.returncode == 0, started.stderr
     assert "sent $start to order_fulfillment:c-1 (event id start-c-1)" in started.stdout
-    sent = omninode(deployment, "send", "order_fulfillment", "c-1", "PAY", "--data",
-                    '{"amount": 40}')
+    sent = omninode(
+        deployment, "send", "order_fulfillment", "c-1", "PAY", "--data", '{"amount": 40}'
+    )
     assert sent.returncode == 0, sent.stderr
 
     snapshot = _poll_status(deployment, "fulfilment.packing.picking")
@@ -83,24 +91,36 @@ def test_start_send_status_history_and_projections(deployment: Deployment) -> No
     assert rows[0]["event"]["event_id"] == "start-c-1"
 
     # Re-sending the same event id is a redelivery: applied once, no new seq.
-    omninode(deployment, "start", "order_fulfillment", "c-1", "--data", data,
-             "--event-id", "start-c-1")
+    omninode(
+        deployment, "start", "order_fulfillment", "c-1", "--data", data, "--event-id", "start-c-1"
+    )
     omninode(deployment, "send", "order_fulfillment", "c-1", "PICKED")
     final = _poll_status(deployment, "shipped")
     assert final["seq"] == len(rows) + 1 + 1  # + PICKED + create_shipment.done
 
-    check = _poll(lambda: omninode(deployment, "projections", "check"),
-                  lambda r: r.returncode == 0)
+    check = _poll(lambda: omninode(deployment, "projections", "check"), lambda r: r.returncode == 0)
     assert "instance views:       1 (0 differ from published)" in check.stdout
     # A read model that drifted from the journal is found, and a rebuild repairs it.
-    wrong = {**json.loads(omninode(deployment, "status", "order_fulfillment", "c-1", "--json")
-                          .stdout), "status": "failed"}
-    view = {"workflow_type": "order_fulfillment", "instance_id": "c-1", "workflow_version": 1,
-            "status": wrong["status"], "configuration": wrong["configuration"],
-            "seq": wrong["seq"], "updated_at": wrong["updated_at"]}
+    wrong = {
+        **json.loads(omninode(deployment, "status", "order_fulfillment", "c-1", "--json").stdout),
+        "status": "failed",
+    }
+    view = {
+        "workflow_type": "order_fulfillment",
+        "instance_id": "c-1",
+        "workflow_version": 1,
+        "status": wrong["status"],
+        "configuration": wrong["configuration"],
+        "seq": wrong["seq"],
+        "updated_at": wrong["updated_at"],
+    }
     topic = deployment.settings.topic(names.INSTANCE_VIEWS)
-    deployment.run(produce(deployment.settings, [
-        (topic, b"order_fulfillment:c-1", codec("omninode.InstanceView").encode(view))]))
+    deployment.run(
+        produce(
+            deployment.settings,
+            [(topic, b"order_fulfillment:c-1", codec("omninode.InstanceView").encode(view))],
+        )
+    )
     drifted = omninode(deployment, "projections", "check")
     assert drifted.returncode == 1 and "1 (1 differ from published)" in drifted.stdout
     rebuilt = omninode(deployment, "projections", "rebuild")
@@ -125,7 +145,12 @@ def test_an_unreachable_cluster_is_a_clear_error(deployment: Deployment) -> None
     env = {**worker_environment(deployment.settings), "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1"}
     result = subprocess.run(
         [sys.executable, "-m", "app.cli.main", "status", "order_fulfillment", "x"],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=env, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+        check=False,
     )
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith("omninode: 127.0.0.1:1: ")
@@ -154,11 +179,22 @@ def test_dead_letters_can_be_listed_shown_and_replayed_after_a_fix(
 ) -> None:
     deployment.worker("w").wait_ready()
     # PAY before the order exists: dead-lettered as "no such instance".
-    early = omninode(deployment, "send", "order_fulfillment", "late-1", "PAY", "--data",
-                     '{"amount": 40}', "--event-id", "pay-late-1")
+    early = omninode(
+        deployment,
+        "send",
+        "order_fulfillment",
+        "late-1",
+        "PAY",
+        "--data",
+        '{"amount": 40}',
+        "--event-id",
+        "pay-late-1",
+    )
     assert early.returncode == 0
-    listed = _poll(lambda: omninode(deployment, "dlq", "list", "--stage", "step"),
-                   lambda r: r.stdout.strip() != "")
+    listed = _poll(
+        lambda: omninode(deployment, "dlq", "list", "--stage", "step"),
+        lambda r: r.stdout.strip() != "",
+    )
     (line,) = listed.stdout.splitlines()
     letter_id = line.split()[0]
     assert "no such instance" in line

@@ -22,8 +22,14 @@ from tests.conftest import Cluster
 
 
 def record(instance: str, seq: int, ignored: bool = False) -> JournalRecord:
-    event = Event("w", instance, "$start" if seq == 1 else "GO", f"{instance}-e{seq}",
-                  f"2026-01-01T00:00:0{seq}Z", {"n": seq})
+    event = Event(
+        "w",
+        instance,
+        "$start" if seq == 1 else "GO",
+        f"{instance}-e{seq}",
+        f"2026-01-01T00:00:0{seq}Z",
+        {"n": seq},
+    )
     return JournalRecord(seq, event, ignored, "active", 1, ("a",), None)
 
 
@@ -33,8 +39,13 @@ def journal(request: pytest.FixtureRequest) -> Iterator[Journal]:
         yield InMemoryJournal()
         return
     cluster: Cluster = request.getfixturevalue("kafka_cluster")
-    settings = Settings(bootstrap_servers=cluster.bootstrap_servers, profile=cluster.profile,
-                        partitions=2, replication=1, app_id=f"j{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        bootstrap_servers=cluster.bootstrap_servers,
+        profile=cluster.profile,
+        partitions=2,
+        replication=1,
+        app_id=f"j{uuid.uuid4().hex[:8]}",
+    )
     asyncio.run(apply_topics(settings, settings.manifest()))
     yield KafkaJournal(settings)
 
@@ -65,9 +76,13 @@ def test_a_gap_is_a_concurrency_conflict_and_nothing_is_appended(journal: Journa
 
 
 def test_kafka_reads_deduplicate_a_re_emitted_record(kafka_cluster: Cluster) -> None:
-    settings = Settings(bootstrap_servers=kafka_cluster.bootstrap_servers,
-                        profile=kafka_cluster.profile, partitions=2, replication=1,
-                        app_id=f"j{uuid.uuid4().hex[:8]}")
+    settings = Settings(
+        bootstrap_servers=kafka_cluster.bootstrap_servers,
+        profile=kafka_cluster.profile,
+        partitions=2,
+        replication=1,
+        app_id=f"j{uuid.uuid4().hex[:8]}",
+    )
     asyncio.run(apply_topics(settings, settings.manifest()))
     journal = KafkaJournal(settings)
     journal.append([record("a", 1), record("a", 2)])

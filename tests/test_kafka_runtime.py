@@ -29,8 +29,14 @@ pytestmark = pytest.mark.kafka
 
 
 def order(instance_id: str) -> list:
-    return [new_event("order_fulfillment", instance_id, "$start",
-                      {"order_id": instance_id, "total": 40, "items": ["book"]})]
+    return [
+        new_event(
+            "order_fulfillment",
+            instance_id,
+            "$start",
+            {"order_id": instance_id, "total": 40, "items": ["book"]},
+        )
+    ]
 
 
 def in_states(*states: str, status: str = "active") -> Callable[[Snapshot], bool]:
@@ -43,21 +49,30 @@ SHIPPED = in_states("shipped", status="done")
 
 async def start_orders_and_pay(settings: Settings, ids: list[str]) -> None:
     await send_events(settings, [e for i in ids for e in order(i)])
-    await send_events(settings, [new_event("order_fulfillment", i, "PAY", {"amount": 40})
-                                 for i in ids])
+    await send_events(
+        settings, [new_event("order_fulfillment", i, "PAY", {"amount": 40}) for i in ids]
+    )
 
 
-async def all_reach(settings: Settings, ids: list[str], check: Callable[[Snapshot], bool],
-                    timeout_s: float = 90.0) -> list[Snapshot]:
+async def all_reach(
+    settings: Settings, ids: list[str], check: Callable[[Snapshot], bool], timeout_s: float = 90.0
+) -> list[Snapshot]:
     try:
-        return list(await asyncio.gather(
-            *(wait_for(settings, "order_fulfillment", i, check, timeout_s) for i in ids)))
+        return list(
+            await asyncio.gather(
+                *(wait_for(settings, "order_fulfillment", i, check, timeout_s) for i in ids)
+            )
+        )
     except TimeoutError as exc:
         # Say where the missing event went: dead letters, and the instance's journal.
-        letters = [decode_dead_letter(r.value) for r in
-                   await read_topic(settings, settings.topic(names.DEAD_LETTERS))]
-        journals = {i: [(r.seq, r.event.type) for r in
-                        await read_history(settings, "order_fulfillment", i)] for i in ids}
+        letters = [
+            decode_dead_letter(r.value)
+            for r in await read_topic(settings, settings.topic(names.DEAD_LETTERS))
+        ]
+        journals = {
+            i: [(r.seq, r.event.type) for r in await read_history(settings, "order_fulfillment", i)]
+            for i in ids
+        }
         reasons = [(d["instance_id"], d["event_type"], d["reason"]) for d in letters]
         raise AssertionError(f"{exc}\ndead letters: {reasons}\njournals: {journals}") from exc
 
@@ -89,8 +104,10 @@ def test_the_three_examples_run_to_their_final_states(deployment: Deployment) ->
     keys = {f"{s.workflow}:{s.instance_id}": s for s in finals}
 
     def views_caught_up() -> dict[str, dict] | None:
-        views = _latest(deployment.run(read_topic(settings, settings.topic(names.INSTANCE_VIEWS))),
-                        "omninode.InstanceView")
+        views = _latest(
+            deployment.run(read_topic(settings, settings.topic(names.INSTANCE_VIEWS))),
+            "omninode.InstanceView",
+        )
         done = all(views.get(k, {}).get("seq") == s.seq for k, s in keys.items())
         return views if done else None
 
@@ -98,12 +115,18 @@ def test_the_three_examples_run_to_their_final_states(deployment: Deployment) ->
     for key, snapshot in keys.items():
         assert views[key]["status"] == "done"
         assert views[key]["configuration"] == list(snapshot.configuration)
+
     # ... and the per-state counts.
     def counts_caught_up() -> dict[str, dict] | None:
-        counts = _latest(deployment.run(read_topic(settings, settings.topic(names.STATE_COUNTS))),
-                         "omninode.StateCount")
-        finals_counted = ("order_fulfillment:shipped", "document_approval:published",
-                          "loan_application:funded")
+        counts = _latest(
+            deployment.run(read_topic(settings, settings.topic(names.STATE_COUNTS))),
+            "omninode.StateCount",
+        )
+        finals_counted = (
+            "order_fulfillment:shipped",
+            "document_approval:published",
+            "loan_application:funded",
+        )
         settled = all(counts.get(k, {}).get("count") == 2 for k in finals_counted)
         return counts if settled else None
 
@@ -139,18 +162,21 @@ def test_two_workers_share_the_partitions_and_one_takes_over(deployment: Deploym
         assert b"charged order_fulfillment:" in worker.log_path.read_bytes(), deployment.logs()
 
     assert second.stop() == 0
-    deployment.run(send_events(settings, [new_event("order_fulfillment", i, "PICKED")
-                                          for i in ids]))
+    deployment.run(
+        send_events(settings, [new_event("order_fulfillment", i, "PICKED") for i in ids])
+    )
     finals = deployment.run(all_reach(settings, ids, SHIPPED))
     assert len(finals) == 16
 
 
 def test_reducer_and_handlers_run_in_separate_processes_by_role(deployment: Deployment) -> None:
     handlers = str(ROOT / "rss" / "handlers.py")
-    reducer = deployment.worker("reducer", OMNINODE_ROLES="reducer,projector",
-                                OMNINODE_HANDLERS=handlers)
-    runner = deployment.worker("handlers", OMNINODE_ROLES="effects,computes",
-                               OMNINODE_HANDLERS=handlers)
+    reducer = deployment.worker(
+        "reducer", OMNINODE_ROLES="reducer,projector", OMNINODE_HANDLERS=handlers
+    )
+    runner = deployment.worker(
+        "handlers", OMNINODE_ROLES="effects,computes", OMNINODE_HANDLERS=handlers
+    )
     reducer.wait_ready()
     runner.wait_ready()
     order_run = next(run for run in DEMO_RUNS if run.workflow == "order_fulfillment")
@@ -173,8 +199,9 @@ def test_a_restarted_worker_recovers_every_snapshot(deployment: Deployment, wipe
         shutil.rmtree(worker.data_dir)
     deployment.worker("w").wait_ready()
 
-    deployment.run(send_events(settings, [new_event("order_fulfillment", i, "PICKED")
-                                          for i in ids]))
+    deployment.run(
+        send_events(settings, [new_event("order_fulfillment", i, "PICKED") for i in ids])
+    )
     after = deployment.run(all_reach(settings, ids, SHIPPED))
     for snapshot in after:
         # The snapshot was restored, not restarted: data and seq carry on from before.
@@ -190,21 +217,27 @@ def test_a_snapshot_that_outlived_its_journal_record_and_commands_gets_them_rese
 ) -> None:
     settings = deployment.settings
     fault = ROOT / "tests" / "fixtures" / "faults" / "crash_after_snapshot.py"
-    env = {"OMNINODE_HANDLERS": f"{ROOT / 'rss' / 'handlers.py'},{fault}",
-           "CRASH_MARKER": str(deployment.workdir / "crashed")}
+    env = {
+        "OMNINODE_HANDLERS": f"{ROOT / 'rss' / 'handlers.py'},{fault}",
+        "CRASH_MARKER": str(deployment.workdir / "crashed"),
+    }
     worker = deployment.worker("w", **env)
     worker.wait_ready()
     deployment.run(send_events(settings, order("crash-1")))
-    deployment.run(wait_for(settings, "order_fulfillment", "crash-1", in_states("awaiting_payment")))
-    deployment.run(send_events(settings, [new_event("order_fulfillment", "crash-1", "PAY",
-                                                    {"amount": 40})]))
+    deployment.run(
+        wait_for(settings, "order_fulfillment", "crash-1", in_states("awaiting_payment"))
+    )
+    deployment.run(
+        send_events(settings, [new_event("order_fulfillment", "crash-1", "PAY", {"amount": 40})])
+    )
     assert worker.process is not None and worker.process.wait(60) == -9  # SIGKILLed itself
     # The fault happened as designed: the snapshot (seq 2) is on the changelog, its journal
     # record and its charge_card command are not.
     crashed = deployment.run(read_snapshot(settings, "order_fulfillment", "crash-1"))
     assert crashed is not None and (crashed.seq, crashed.configuration) == (2, ("charging",))
-    assert [r.seq for r in deployment.run(read_history(settings, "order_fulfillment",
-                                                       "crash-1"))] == [1]
+    assert [
+        r.seq for r in deployment.run(read_history(settings, "order_fulfillment", "crash-1"))
+    ] == [1]
     shutil.rmtree(worker.data_dir)
     deployment.worker("w", **env).wait_ready()
 
@@ -233,14 +266,18 @@ def test_bad_input_lands_in_dead_letters_and_the_agent_keeps_going(
     ]
     # And fuzz on the wire: random bytes under random keys (seeded, so a failure repeats).
     rng = random.Random(20261124)
-    fuzz = [(events, rng.randbytes(rng.randint(0, 24)), rng.randbytes(rng.randint(0, 200)))
-            for _ in range(30)]
+    fuzz = [
+        (events, rng.randbytes(rng.randint(0, 24)), rng.randbytes(rng.randint(0, 200)))
+        for _ in range(30)
+    ]
     deployment.run(produce(settings, bad + fuzz))
     deployment.run(send_events(settings, order("good-1")))
     deployment.run(wait_for(settings, "order_fulfillment", "good-1", in_states("awaiting_payment")))
 
-    letters = [decode_dead_letter(r.value) for r in
-               deployment.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))]
+    letters = [
+        decode_dead_letter(r.value)
+        for r in deployment.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))
+    ]
     # Each record is there once, with its original key and bytes and where it came from.
     got = sorted((d["source_topic"], d["key"] or b"", d["value"] or b"") for d in letters)
     assert got == sorted(bad + fuzz), [letter["reason"] for letter in letters]
@@ -255,8 +292,9 @@ def test_bad_input_lands_in_dead_letters_and_the_agent_keeps_going(
 
 @pytest.fixture
 def timer_deployment(kafka_cluster: Cluster, tmp_path: Path):  # type: ignore[no-untyped-def]
-    deployed = make_deployment(kafka_cluster, tmp_path,
-                               (str(ROOT / "tests" / "fixtures" / "rss_timers"),))
+    deployed = make_deployment(
+        kafka_cluster, tmp_path, (str(ROOT / "tests" / "fixtures" / "rss_timers"),)
+    )
     yield deployed
     for worker in deployed.workers:
         worker.stop()
@@ -272,8 +310,9 @@ def test_timers_fire_at_their_deadline_and_cancelled_ones_never(
     deployment.run(send_events(settings, start))
     deployment.run(send_events(settings, [new_event("timer_check", "cancelled", "LEAVE")]))
 
-    fired = deployment.run(wait_for(settings, "timer_check", "fires",
-                                    in_states("timed_out", status="done"), 30))
+    fired = deployment.run(
+        wait_for(settings, "timer_check", "fires", in_states("timed_out", status="done"), 30)
+    )
     history = deployment.run(read_history(settings, "timer_check", "fires"))
     timer = history[-1].event
     assert timer.type == "$after.waiting.0" and fired.seq == 2
@@ -285,10 +324,12 @@ def test_timers_fire_at_their_deadline_and_cancelled_ones_never(
     left = deployment.run(read_history(settings, "timer_check", "cancelled"))
     assert [r.event.type for r in left] == ["$start", "LEAVE"]
     deployment.run(send_events(settings, [new_event("timer_check", "cancelled", "FINISH")]))
-    deployment.run(wait_for(settings, "timer_check", "cancelled",
-                            in_states("finished", status="done")))
-    armed = deployment.run(read_key(settings, changelog_topic(settings, names.TIMER_TABLE),
-                                    b"timer_check:cancelled"))
+    deployment.run(
+        wait_for(settings, "timer_check", "cancelled", in_states("finished", status="done"))
+    )
+    armed = deployment.run(
+        read_key(settings, changelog_topic(settings, names.TIMER_TABLE), b"timer_check:cancelled")
+    )
     assert armed and armed[-1].value is None  # the 60 s timer was removed when `left` exited
 
 
@@ -305,8 +346,9 @@ def test_a_timer_fires_once_after_a_crash_in_the_middle_of_its_wait(
     shutil.rmtree(worker.data_dir)  # and the new worker starts with no local state
     deployment.worker("w").wait_ready()
 
-    fired = deployment.run(wait_for(settings, "timer_check", "crash",
-                                    in_states("timed_out", status="done"), 30))
+    fired = deployment.run(
+        wait_for(settings, "timer_check", "crash", in_states("timed_out", status="done"), 30)
+    )
     time.sleep(2)  # time for a second firing, if there were one
     history = deployment.run(read_history(settings, "timer_check", "crash"))
     assert [r.event.type for r in history] == ["$start", "$after.waiting.0"]

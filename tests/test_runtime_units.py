@@ -51,8 +51,16 @@ def run(coroutine):  # type: ignore[no-untyped-def]
 
 # --- Avro codec -------------------------------------------------------------------------
 
-EVENT = Event("w", "i-1", "PAY", "e-1", "2026-01-01T00:00:00Z", {"amount": 4.5, "n": [1]},
-              dispatch_id="d", correlation_id="c")
+EVENT = Event(
+    "w",
+    "i-1",
+    "PAY",
+    "e-1",
+    "2026-01-01T00:00:00Z",
+    {"amount": 4.5, "n": [1]},
+    dispatch_id="d",
+    correlation_id="c",
+)
 
 
 def test_an_event_round_trips_in_confluent_wire_format() -> None:
@@ -62,8 +70,20 @@ def test_an_event_round_trips_in_confluent_wire_format() -> None:
 
 
 def test_a_command_round_trips() -> None:
-    command = Command("w:i:2:1", "w", "i", 2, "effect", "charge", "await", {"a": 1},
-                      RetryPolicy(5, "fixed", 10, 20), 3000, "refund", None)
+    command = Command(
+        "w:i:2:1",
+        "w",
+        "i",
+        2,
+        "effect",
+        "charge",
+        "await",
+        {"a": 1},
+        RetryPolicy(5, "fixed", 10, 20),
+        3000,
+        "refund",
+        None,
+    )
     assert decode_command(encode_command(command)) == command
 
 
@@ -83,9 +103,20 @@ def test_bad_bytes_are_decode_errors_with_a_reason(data: bytes, reason: str) -> 
 
 # --- worker: retries, timeouts, non-retryable, fire-and-forget ----------------------------
 
+
 def command(name: str, mode: str = "await", attempts: int = 3, timeout_ms: int | None = None):  # type: ignore[no-untyped-def]
-    return Command(f"w:i:1:{name}", "w", "i", 1, "effect", name, mode, {"x": 1},  # type: ignore[arg-type]
-                   RetryPolicy(attempts, "exponential", 100, 250), timeout_ms)
+    return Command(
+        f"w:i:1:{name}",
+        "w",
+        "i",
+        1,
+        "effect",
+        name,
+        mode,
+        {"x": 1},  # type: ignore[arg-type]
+        RetryPolicy(attempts, "exponential", 100, 250),
+        timeout_ms,
+    )
 
 
 def runner_with(**handlers):  # type: ignore[no-untyped-def]
@@ -142,7 +173,9 @@ def test_a_non_retryable_error_fails_at_once() -> None:
     runner, outbox, slept = runner_with(declined=declined)
     run(runner.handle(b"w:i", encode_command(command("declined")), SOURCE))
     assert dict(answer(outbox).payload) == {
-        "error": "NonRetryableError: card declined", "attempts": 1}
+        "error": "NonRetryableError: card declined",
+        "attempts": 1,
+    }
     assert slept == []
 
 
@@ -250,7 +283,7 @@ def test_a_redelivery_resends_the_outputs_of_that_event_without_applying_it_agai
     feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"), offset=2)
     assert agent.stats.duplicates == 1 and agent.stats.reemitted == 1
     assert snapshots[b"w:i"] == stored  # written again, unchanged: no new seq
-    resent = outbox.sent[len(sent):]
+    resent = outbox.sent[len(sent) :]
     assert resent == [m for m in sent if m[0] in (names.JOURNAL, names.EFFECT_COMMANDS)][-2:]
     assert b"w:i" not in timers  # mirrored from the snapshot again
 
@@ -271,24 +304,47 @@ def test_outputs_are_dropped_once_their_source_offset_is_committed() -> None:
 def test_timers_fire_once_when_due_with_the_deadline_as_event_time() -> None:
     outbox = ListOutbox()
     service = TimerService(outbox)
-    armed = [(b"w:i", json.dumps([{"id": "w:i:1:t1", "deadline": "2026-01-01T00:01:00Z",
-                                    "event": "$after.a.0", "workflow_type": "w",
-                                    "instance_id": "i"}]).encode())]
+    armed = [
+        (
+            b"w:i",
+            json.dumps(
+                [
+                    {
+                        "id": "w:i:1:t1",
+                        "deadline": "2026-01-01T00:01:00Z",
+                        "event": "$after.a.0",
+                        "workflow_type": "w",
+                        "instance_id": "i",
+                    }
+                ]
+            ).encode(),
+        )
+    ]
     assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))) == 0
     assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC))) == 1
     assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 2, 0, tzinfo=UTC))) == 0
     (fired,) = [decode_event(v) for v in outbox.on(names.EVENTS)]
     assert (fired.type, fired.occurred_at, fired.timer_id, fired.event_id) == (
-        "$after.a.0", "2026-01-01T00:01:00Z", "w:i:1:t1", "timer:w:i:1:t1")
+        "$after.a.0",
+        "2026-01-01T00:01:00Z",
+        "w:i:1:t1",
+        "timer:w:i:1:t1",
+    )
 
 
 # --- settings and manifest -----------------------------------------------------------------
 
+
 def test_settings_read_the_configuration_contract() -> None:
-    settings = Settings.from_env({
-        "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092", "OMNINODE_RSS_PATH": "a/:b/",
-        "OMNINODE_HANDLERS": "x.handlers, y", "OMNINODE_ROLES": "reducer,projector",
-        "OMNINODE_APP_ID": "staging"})
+    settings = Settings.from_env(
+        {
+            "KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+            "OMNINODE_RSS_PATH": "a/:b/",
+            "OMNINODE_HANDLERS": "x.handlers, y",
+            "OMNINODE_ROLES": "reducer,projector",
+            "OMNINODE_APP_ID": "staging",
+        }
+    )
     assert settings.bootstrap_servers == "k1:9092,k2:9092"
     assert settings.rss_paths == ("a/", "b/") and settings.handler_modules == ("x.handlers", "y")
     assert settings.roles == {"reducer", "projector"} and settings.profile == "production"
@@ -296,14 +352,19 @@ def test_settings_read_the_configuration_contract() -> None:
     assert Settings.from_env({}).rss_paths == ("rss/",)
 
 
-@pytest.mark.parametrize(("env", "message"), [
-    ({"OMNINODE_PROFILE": "fast"}, "OMNINODE_PROFILE must be production or local"),
-    ({"OMNINODE_ROLES": "reducer,cook"}, "unknown OMNINODE_ROLES ['cook']"),
-    ({"OMNINODE_PARTITIONS": "many"}, "OMNINODE_PARTITIONS must be an integer"),
-    ({"OMNINODE_PROCESSING_GUARANTEE": "maybe"}, "must be at_least_once or exactly_once"),
-    ({"OMNINODE_PROCESSING_GUARANTEE": "exactly_once", "OMNINODE_PROFILE": "local"},
-     "needs Kafka transactions, which the embedded broker does not offer"),
-])
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"OMNINODE_PROFILE": "fast"}, "OMNINODE_PROFILE must be production or local"),
+        ({"OMNINODE_ROLES": "reducer,cook"}, "unknown OMNINODE_ROLES ['cook']"),
+        ({"OMNINODE_PARTITIONS": "many"}, "OMNINODE_PARTITIONS must be an integer"),
+        ({"OMNINODE_PROCESSING_GUARANTEE": "maybe"}, "must be at_least_once or exactly_once"),
+        (
+            {"OMNINODE_PROCESSING_GUARANTEE": "exactly_once", "OMNINODE_PROFILE": "local"},
+            "needs Kafka transactions, which the embedded broker does not offer",
+        ),
+    ],
+)
 def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message.replace("[", r"\[").replace("]", r"\]")):
         Settings.from_env(env)
@@ -311,9 +372,17 @@ def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> Non
 
 def test_the_manifest_defines_every_topic_the_runtime_uses() -> None:
     manifest = load_manifest()
-    used = {names.EVENTS, names.RESULTS, names.JOURNAL, names.EFFECT_COMMANDS,
-            names.COMPUTE_COMMANDS, names.DEAD_LETTERS, names.INSTANCE_VIEWS,
-            names.STATE_DELTAS, names.STATE_COUNTS}
+    used = {
+        names.EVENTS,
+        names.RESULTS,
+        names.JOURNAL,
+        names.EFFECT_COMMANDS,
+        names.COMPUTE_COMMANDS,
+        names.DEAD_LETTERS,
+        names.INSTANCE_VIEWS,
+        names.STATE_DELTAS,
+        names.STATE_COUNTS,
+    }
     assert set(manifest) == used
     for spec in manifest.values():
         codec(spec.value_schema)  # every declared schema exists and parses
@@ -333,6 +402,7 @@ def test_local_settings_never_leak_into_production() -> None:
 
 
 # --- projections ---------------------------------------------------------------------------
+
 
 def test_projection_folds_skip_old_records_and_move_counts() -> None:
     from app.spi.envelopes import JournalRecord  # noqa: PLC0415

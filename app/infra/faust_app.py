@@ -100,7 +100,7 @@ def build_app(
     }
     if settings.web_port is not None:
         options["web_port"] = settings.web_port
-    scheme = "omninode-local" if settings.is_local else "kafka"
+    scheme = "omninode-local" if settings.is_local else "omninode"
     app = faust.App(
         settings.app_id,
         broker=[f"{scheme}://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
