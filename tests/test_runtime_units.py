@@ -396,7 +396,7 @@ def test_local_settings_never_leak_into_production() -> None:
     from app.infra.faust_app import profile_options  # noqa: PLC0415
 
     assert profile_options(Settings(profile="production")) == {}
-    assert profile_options(Settings(profile="local"))["producer_max_batch_size"] == 1
+    assert profile_options(Settings(profile="local"))["broker_session_timeout"] == 10
     exactly_once = Settings.from_env({"OMNINODE_PROCESSING_GUARANTEE": "exactly_once"})
     assert profile_options(exactly_once) == {"processing_guarantee": "exactly_once"}
 

@@ -58,13 +58,12 @@ class FaustOutbox:
 
 def profile_options(settings: Settings) -> dict[str, Any]:
     """Faust settings of the chosen profile. The local one works around the embedded broker:
-    one record per produce batch (its ListOffsets is wrong for multi-record batches, which
-    breaks changelog recovery) and a short session timeout (a join waits half of it)."""
+    a short session timeout (a join waits half of it). Its wrong ListOffsets is handled by
+    the ``omninode-local://`` transport, which reads end offsets from fetch responses."""
     if settings.processing_guarantee == "exactly_once":
         return {"processing_guarantee": "exactly_once"}
     if settings.is_local:
         return {
-            "producer_max_batch_size": 1,
             "broker_session_timeout": 10,
             "topic_replication_factor": 1,
         }

@@ -24,12 +24,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as driver
+from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 from faust.transport.producer import ProducerBuffer
 from faust.types import TP, FutureMessage
+
+from app.infra.end_offsets import fetched_end_offsets
 
 LOCAL_FETCH_MAX_WAIT_MS = 25
 STALL_CHECK_S = 1.0
@@ -102,11 +106,54 @@ class LocalConsumerThread(driver.AIOKafkaConsumerThread):
 
 
 class LocalConsumer(driver.Consumer):
+    """Reads changelog end offsets from fetch responses (the embedded broker's ListOffsets
+    is wrong for multi-record batches, and recovery stops at these offsets).
+
+    The probe runs on the app's loop with a consumer of its own, not in the consumer
+    thread: a cancelled call into that thread can come back as a CancelledError that
+    ends Faust's recovery task for good (mode's ``wait_first`` re-raises it).
+    """
+
+    _end_offset_probe: AIOKafkaConsumer | None = None
+    _probe_lock: asyncio.Lock | None = None
+
     def _new_consumer_thread(self) -> LocalConsumerThread:
         return LocalConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+    async def highwaters(self, *partitions: TP) -> Mapping[TP, int]:
+        if self.in_transaction:
+            return await super().highwaters(*partitions)
+        if self._probe_lock is None:
+            self._probe_lock = asyncio.Lock()
+        async with self._probe_lock:
+            probe = await self._probe()
+            ends = await fetched_end_offsets(probe, [TopicPartition(*tp) for tp in partitions])
+        return {TP(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+    async def _probe(self) -> AIOKafkaConsumer:
+        if self._end_offset_probe is None:
+            transport = cast(driver.Transport, self.transport)
+            conf = self.app.conf
+            probe = AIOKafkaConsumer(
+                bootstrap_servers=server_list(transport.url, transport.default_port),
+                client_id=f"{conf.broker_client_id}-end-offsets",
+                enable_auto_commit=False,
+                fetch_max_wait_ms=LOCAL_FETCH_MAX_WAIT_MS,
+                **credentials_to_aiokafka_auth(conf.broker_credentials, conf.ssl_context),
+            )
+            await probe.start()
+            self._end_offset_probe = probe
+        return self._end_offset_probe
+
+    async def on_stop(self) -> None:
+        await super().on_stop()
+        if self._end_offset_probe is not None:
+            await self._end_offset_probe.stop()
+            self._end_offset_probe = None
+
 
 class LocalTransport(Transport):
-    """``omninode-local://``: ``omninode://`` with the embedded broker's fetch wait."""
+    """``omninode-local://``: ``omninode://`` with the embedded broker's fetch wait and
+    end offsets read from fetch responses."""
 
     Consumer = LocalConsumer

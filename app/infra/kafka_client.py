@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
+from app.infra.end_offsets import EndOffsetProbeError, fetched_end_offsets
 from app.infra.settings import Settings, TopicSpec
 
 READ_IDLE_S = 1.0
@@ -124,12 +125,8 @@ async def produce(settings: Settings, records: Sequence[tuple[str, bytes, bytes]
     producer = AIOKafkaProducer(**settings.aiokafka_options(), acks="all", linger_ms=0)
     try:
         await producer.start()
-        if settings.is_local:  # one record per batch on the embedded broker
-            for topic, key, value in records:
-                await producer.send_and_wait(topic, value, key=key)
-        else:
-            futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
-            await asyncio.gather(*futures)
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        await asyncio.gather(*futures)
     except KafkaError as exc:
         raise KafkaUnavailable(f"{settings.bootstrap_servers}: {exc}") from exc
     finally:
@@ -154,8 +151,9 @@ async def _read(settings: Settings, topic: str, key: bytes | None) -> list[Recor
         partitions = set(consumer.partitions_for_topic(topic) or ())
         if key is not None and partitions:
             partitions = {partition_for(key, len(partitions))}
-        records = await _drain(consumer, [TopicPartition(topic, p) for p in sorted(partitions)])
-    except KafkaError as exc:
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        records = await _drain(consumer, tps, await _end_offsets(settings, consumer, tps))
+    except (KafkaError, EndOffsetProbeError) as exc:
         raise KafkaUnavailable(f"{settings.bootstrap_servers}: {exc}") from exc
     finally:
         with contextlib.suppress(asyncio.CancelledError, KafkaError):
@@ -163,13 +161,24 @@ async def _read(settings: Settings, topic: str, key: bytes | None) -> list[Recor
     return [r for r in records if key is None or r.key == key]
 
 
-async def _drain(consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> list[Record]:
-    """Read the partitions from the beginning up to their end offsets at the time of the call."""
+async def _end_offsets(
+    settings: Settings, consumer: AIOKafkaConsumer, tps: list[TopicPartition]
+) -> dict[TopicPartition, int]:
+    if settings.is_local:
+        # The embedded broker's ListOffsets is wrong for multi-record batches.
+        return await fetched_end_offsets(consumer, tps)
+    ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+    return ends
+
+
+async def _drain(
+    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
+) -> list[Record]:
+    """Read the partitions from the beginning up to the given end offsets."""
     if not tps:
         return []
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-    ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
     pending = {tp for tp in tps if ends.get(tp, 0) > 0}
     records: list[Record] = []
     while pending:

@@ -19,9 +19,9 @@ Commit ordering, for one inbound record (an event or a worker's result):
 6. Write the instance's armed timers to the timer table (deleted when none are left).
 7. Return, which acks the record. Faust commits on its commit interval: it first flushes
    the producer (changelog, journal, commands, timers and dead letters are all acknowledged
-   by the broker), then commits the consumer offsets, then stores the table offsets in
-   RocksDB. Stored outputs whose source offset is below the committed offset are dropped
-   at the instance's next write.
+   by the broker; ``faust_transport`` makes that flush a true barrier), then commits the
+   consumer offsets, then stores the table offsets in RocksDB. Stored outputs whose source
+   offset is below the committed offset are dropped at the instance's next write.
 
 A crash anywhere before step 7 commits redelivers the record. If the value of step 4 was
 lost too, the event is applied again from the previous snapshot and gives the same seq,

@@ -9,13 +9,12 @@ import faust
 
 app = faust.App(
     os.environ["BENCH_APP_ID"],
-    # OmniNode's local-profile transport (short fetch waits on the embedded broker), so
-    # both sides run with the same client settings.
+    # OmniNode's local-profile transport (short fetch waits and fetched end offsets on the
+    # embedded broker), so both sides run with the same client settings.
     broker=f"omninode-local://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
     store="rocksdb://",
     topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),
     topic_replication_factor=1,
-    producer_max_batch_size=1,
     broker_session_timeout=10,
 )
 source = app.topic(os.environ["BENCH_INPUT"], key_serializer="raw", value_serializer="raw")
