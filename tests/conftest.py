@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.infra.broker import EmbeddedBroker
 from app.infra.control import WorkerProcess
@@ -90,6 +91,18 @@ class Deployment:
             for w in self.workers
             if w.log_path.exists()
         )
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int) -> None:
+    """A bare topic outside any deployment's manifest (replication 1)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(topic, num_partitions=partitions, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
 
 
 def make_deployment(cluster: Cluster, workdir: Path, rss_paths: tuple[str, ...]) -> Deployment:

@@ -10,23 +10,13 @@ import asyncio
 import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.infra.end_offsets import fetched_end_offsets
 from app.infra.kafka_client import read_topic
 from app.infra.settings import Settings
-from tests.conftest import Cluster
+from tests.conftest import Cluster, create_topic
 
 BATCHES = (5, 3, 1, 7)
-
-
-async def _create_topic(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
 
 
 async def _produce_batches(bootstrap: str, topic: str) -> list[int]:
@@ -62,7 +52,7 @@ def test_end_offsets_count_every_record_of_multi_record_batches(kafka_cluster: C
         bootstrap_servers=kafka_cluster.bootstrap_servers, profile=kafka_cluster.profile
     )
     topic = f"ends-{uuid.uuid4().hex[:10]}"
-    asyncio.run(_create_topic(kafka_cluster.bootstrap_servers, topic))
+    asyncio.run(create_topic(kafka_cluster.bootstrap_servers, topic, partitions=2))
     offsets = asyncio.run(_produce_batches(kafka_cluster.bootstrap_servers, topic))
     assert offsets == list(range(sum(BATCHES)))
     ends = asyncio.run(_probe(kafka_cluster.bootstrap_servers, topic))

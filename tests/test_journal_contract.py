@@ -33,12 +33,8 @@ def record(instance: str, seq: int, ignored: bool = False) -> JournalRecord:
     return JournalRecord(seq, event, ignored, "active", 1, ("a",), None)
 
 
-@pytest.fixture(params=["memory", "kafka"])
-def journal(request: pytest.FixtureRequest) -> Iterator[Journal]:
-    if request.param == "memory":
-        yield InMemoryJournal()
-        return
-    cluster: Cluster = request.getfixturevalue("kafka_cluster")
+def _journal_deployment(cluster: Cluster) -> Settings:
+    """Settings of a fresh deployment (its own topics) on the session's broker."""
     settings = Settings(
         bootstrap_servers=cluster.bootstrap_servers,
         profile=cluster.profile,
@@ -47,7 +43,16 @@ def journal(request: pytest.FixtureRequest) -> Iterator[Journal]:
         app_id=f"j{uuid.uuid4().hex[:8]}",
     )
     asyncio.run(apply_topics(settings, settings.manifest()))
-    yield KafkaJournal(settings)
+    return settings
+
+
+@pytest.fixture(params=["memory", "kafka"])
+def journal(request: pytest.FixtureRequest) -> Iterator[Journal]:
+    if request.param == "memory":
+        yield InMemoryJournal()
+        return
+    cluster: Cluster = request.getfixturevalue("kafka_cluster")
+    yield KafkaJournal(_journal_deployment(cluster))
 
 
 def test_appended_records_read_back_in_seq_order(journal: Journal) -> None:
@@ -76,14 +81,7 @@ def test_a_gap_is_a_concurrency_conflict_and_nothing_is_appended(journal: Journa
 
 
 def test_kafka_reads_deduplicate_a_re_emitted_record(kafka_cluster: Cluster) -> None:
-    settings = Settings(
-        bootstrap_servers=kafka_cluster.bootstrap_servers,
-        profile=kafka_cluster.profile,
-        partitions=2,
-        replication=1,
-        app_id=f"j{uuid.uuid4().hex[:8]}",
-    )
-    asyncio.run(apply_topics(settings, settings.manifest()))
+    settings = _journal_deployment(kafka_cluster)
     journal = KafkaJournal(settings)
     journal.append([record("a", 1), record("a", 2)])
     from app.infra.kafka_client import produce  # noqa: PLC0415

@@ -17,22 +17,16 @@ import uuid
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.infra.kafka_client import produce, read_topic
 from app.infra.settings import Settings
-from tests.conftest import ROOT, Cluster
+from tests.conftest import ROOT, Cluster, create_topic
 
 BATCHES = (5, 3, 1, 7)  # sizes of the record batches written to the changelog
 
 
 async def _fill_changelog(bootstrap: str, topic: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(bootstrap, topic, partitions=1)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=200)
     await producer.start()
     try:
