@@ -29,6 +29,10 @@ from app.infra.worker_agent import CommandRunner
 
 log = logging.getLogger("omninode")
 TIMER_INTERVAL_S = 0.5
+# Measured on the embedded broker (2,000 three-effect instances, two workers): with no
+# linger it spent more CPU than either worker on tiny produce requests; 10 ms took it
+# from 4.9 to 1.5 CPU-seconds and the run from 282 to 443 instances/s; 20 ms added latency.
+LOCAL_PRODUCER_LINGER_S = 0.010
 PROCESSED_TTL_S = 7 * 24 * 3600  # answers to commands are kept as long as command topics
 Handle = Callable[[bytes | None, bytes | None, Source], Coroutine[Any, Any, None]]
 
@@ -58,13 +62,15 @@ class FaustOutbox:
 
 def profile_options(settings: Settings) -> dict[str, Any]:
     """Faust settings of the chosen profile. The local one works around the embedded broker:
-    a short session timeout (a join waits half of it). Its wrong ListOffsets is handled by
-    the ``omninode-local://`` transport, which reads end offsets from fetch responses."""
+    a short session timeout (a join waits half of it) and a producer linger (its cost is per
+    request). Its wrong ListOffsets is handled by the ``omninode-local://`` transport,
+    which reads end offsets from fetch responses."""
     if settings.processing_guarantee == "exactly_once":
         return {"processing_guarantee": "exactly_once"}
     if settings.is_local:
         return {
             "broker_session_timeout": 10,
+            "producer_linger": LOCAL_PRODUCER_LINGER_S,
             "topic_replication_factor": 1,
         }
     return {}

@@ -7,6 +7,9 @@ import os
 
 import faust
 
+from app.infra.faust_app import profile_options
+from app.infra.settings import Settings
+
 app = faust.App(
     os.environ["BENCH_APP_ID"],
     # OmniNode's local-profile transport (short fetch waits and fetched end offsets on the
@@ -14,8 +17,7 @@ app = faust.App(
     broker=f"omninode-local://{os.environ['KAFKA_BOOTSTRAP_SERVERS']}",
     store="rocksdb://",
     topic_partitions=int(os.environ.get("BENCH_PARTITIONS", "4")),
-    topic_replication_factor=1,
-    broker_session_timeout=10,
+    **profile_options(Settings(profile="local")),  # OmniNode's local-profile settings
 )
 source = app.topic(os.environ["BENCH_INPUT"], key_serializer="raw", value_serializer="raw")
 counts = app.Table("counts", default=int, key_type=bytes, value_type=int,
