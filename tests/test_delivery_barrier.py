@@ -18,6 +18,8 @@ from app.infra.kafka_client import read_topic
 from app.infra.settings import Settings
 from tests.conftest import Cluster
 
+pytestmark = pytest.mark.kafka
+
 
 def _scheme(cluster: Cluster) -> str:
     return "omninode-local" if cluster.profile == "local" else "omninode"

@@ -9,12 +9,15 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from app.infra.end_offsets import fetched_end_offsets
 from app.infra.kafka_client import read_topic
 from app.infra.settings import Settings
 from tests.conftest import Cluster, create_topic
+
+pytestmark = pytest.mark.kafka
 
 BATCHES = (5, 3, 1, 7)
 

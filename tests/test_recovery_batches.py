@@ -16,11 +16,14 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
 from aiokafka import AIOKafkaProducer
 
 from app.infra.kafka_client import produce, read_topic
 from app.infra.settings import Settings
 from tests.conftest import ROOT, Cluster, create_topic
+
+pytestmark = pytest.mark.kafka
 
 BATCHES = (5, 3, 1, 7)  # sizes of the record batches written to the changelog
 

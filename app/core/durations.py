@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 _UNIT_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 _PART = re.compile(r"(\d+)(ms|s|m|h|d)")
@@ -23,6 +24,7 @@ def parse_duration_ms(text: object) -> int:
     return sum(int(n) * _UNIT_MS[unit] for n, unit in _PART.findall(text))
 
 
+@lru_cache(maxsize=64)  # step checks an event's time, then its run reads it: parse once
 def parse_instant_ms(text: str) -> int:
     """Milliseconds since the epoch of an ISO-8601 instant; naive instants are taken as UTC."""
     value = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
