@@ -10,7 +10,6 @@ last batch and the true high watermark with it.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable, Mapping
 
@@ -51,5 +50,4 @@ async def fetched_end_offsets(
             if highwater is not None:
                 ends[tp] = max(ends[tp], highwater)
                 missing.discard(tp)
-        await asyncio.sleep(0)
     return ends

@@ -34,8 +34,8 @@ from faust.transport.producer import ProducerBuffer
 from faust.types import TP, FutureMessage
 
 from app.infra.end_offsets import fetched_end_offsets
+from app.infra.settings import LOCAL_FETCH_MAX_WAIT_MS
 
-LOCAL_FETCH_MAX_WAIT_MS = 25
 STALL_CHECK_S = 1.0
 
 

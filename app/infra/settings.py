@@ -33,6 +33,8 @@ from app.core.durations import parse_duration_ms
 
 Profile = Literal["production", "local"]
 ROLES = frozenset({"reducer", "effects", "computes", "projector"})
+# The embedded broker answers a fetch only when its wait expires (docs/runtime.md).
+LOCAL_FETCH_MAX_WAIT_MS = 25
 MANIFEST = Path(__file__).resolve().parents[2] / "topics" / "omninode.yaml"
 
 
@@ -118,7 +120,7 @@ class Settings:
         its wait expires, so the local profile keeps that wait short."""
         options = self.aiokafka_options()
         if self.is_local:
-            options["fetch_max_wait_ms"] = 25
+            options["fetch_max_wait_ms"] = LOCAL_FETCH_MAX_WAIT_MS
         return options
 
     def manifest(self) -> dict[str, TopicSpec]:
