@@ -13,7 +13,7 @@ from app.core.handlers import HandlerRegistry, NonRetryableError
 from app.core.router import ChartRegistry
 from app.infra import settings as names
 from app.infra.avro import AvroDecodeError, codec
-from app.infra.instance_store import decode_stored
+from app.infra.instance_store import OUTPUT_LIMIT, decode_stored
 from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, SettingsError, load_manifest
 from app.infra.timer_service import TimerService
@@ -299,6 +299,59 @@ def test_outputs_are_dropped_once_their_source_offset_is_committed() -> None:
     before = len(outbox.sent)
     feed(agent, Event("w", "i", "$start", "e1", "2026-01-01T00:00:00Z"), offset=1)
     assert len(outbox.sent) == before and agent.stats.reemitted == 0
+
+
+COUNTING = chart("""
+    rss: 1
+    workflow: c
+    version: 1
+    data: {n: 0}
+    initial: counting
+    states:
+      counting:
+        on: {PING: {assign: {n: "data.n + 1"}}}
+""")
+
+
+def counting_reducer(committed, commit):  # type: ignore[no-untyped-def]
+    snapshots: dict[bytes, bytes] = {}
+    agent = Reducer(ChartRegistry([COUNTING]), snapshots, {}, ListOutbox(), committed, commit)
+    return agent, snapshots
+
+
+def ping(agent: Reducer, n: int) -> None:
+    event = Event("c", "i", "PING" if n else "$start", f"e{n}", "2026-01-01T00:00:00Z")
+    run(agent.handle(b"c:i", encode_event(event), ("omninode.events", 0, n)))
+
+
+def test_a_hot_instance_asks_for_a_commit_instead_of_dropping_unconfirmed_outputs() -> None:
+    committed: dict[tuple[str, int], int] = {}
+    handled = [0]
+
+    async def commit() -> None:  # like Faust: flush, then commit every record acked so far
+        committed[("omninode.events", 0)] = handled[0]
+
+    agent, snapshots = counting_reducer(lambda t, p: committed.get((t, p)), commit)
+    for n in range(OUTPUT_LIMIT + 5):
+        ping(agent, n)
+        handled[0] = n + 1
+    outputs = decode_stored(snapshots[b"c:i"]).outputs
+    assert agent.stats.early_commits == 1
+    # the commit before step OUTPUT_LIMIT confirmed events 0..OUTPUT_LIMIT-1
+    assert [o.offset for o in outputs] == list(range(OUTPUT_LIMIT, OUTPUT_LIMIT + 5))
+
+
+def test_without_a_commit_no_unconfirmed_output_is_ever_dropped() -> None:
+    agent, snapshots = counting_reducer(lambda t, p: None, _no_commit)
+    for n in range(OUTPUT_LIMIT + 5):
+        ping(agent, n)
+    outputs = decode_stored(snapshots[b"c:i"]).outputs
+    assert [o.offset for o in outputs] == list(range(OUTPUT_LIMIT + 5))
+    assert agent.stats.early_commits == 5  # asked each time, and nothing got confirmed
+
+
+async def _no_commit() -> None:
+    return None
 
 
 def test_timers_fire_once_when_due_with_the_deadline_as_event_time() -> None:

@@ -176,7 +176,11 @@ def _reducer_agents(
         offset: int | None = app.monitor.tp_committed_offsets.get(TP(topic, partition))
         return offset
 
-    reducer = Reducer(registry, snapshots, timers, outbox, committed)
+    async def commit() -> None:
+        # Flushes the producer, then commits the offsets of every record acked so far.
+        await app.consumer.commit()
+
+    reducer = Reducer(registry, snapshots, timers, outbox, committed, commit)
     _consume(app, outbox, (names.EVENTS, names.RESULTS), "reducer", 1, reducer.handle)
     service = TimerService(outbox)
 

@@ -6,7 +6,8 @@ the *same* table value as the snapshot: one RocksDB write and one changelog reco
 snapshot survives a crash, so do its outputs, and a redelivery of the event that produced
 them (recognised as a duplicate) sends them again. Outputs are dropped once the consumer
 offset of their source record is committed, because Faust flushes the producer before it
-commits; at most ``OUTPUT_LIMIT`` are kept per instance.
+commits, never before. ``OUTPUT_LIMIT`` unconfirmed outputs make the reducer ask for a
+commit early, which keeps the stored value small for a hot instance.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Any
 
 from app.core.snapshot import Snapshot
 
-OUTPUT_LIMIT = 32
+OUTPUT_LIMIT = 32  # unconfirmed outputs of one instance that trigger an early commit
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,11 @@ Commit ordering, for one inbound record (an event or a worker's result):
    the producer (changelog, journal, commands, timers and dead letters are all acknowledged
    by the broker; ``faust_transport`` makes that flush a true barrier), then commits the
    consumer offsets, then stores the table offsets in RocksDB. Stored outputs whose source
-   offset is below the committed offset are dropped at the instance's next write.
+   offset is below the committed offset are dropped at the instance's next write; an
+   unconfirmed output is never dropped. When an instance already holds ``OUTPUT_LIMIT``
+   unconfirmed outputs (a hot instance within one commit interval), step 4 first asks for
+   that commit, which confirms them (every earlier record has been acked), so the stored
+   value stays small.
 
 A crash anywhere before step 7 commits redelivers the record. If the value of step 4 was
 lost too, the event is applied again from the previous snapshot and gives the same seq,
@@ -33,7 +37,7 @@ survived, step 3 re-sends what step 5 and 6 may have lost. Downstream de-duplica
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 
 from app.core.replay import journal_record
@@ -63,9 +67,14 @@ class ReducerStats:
     duplicates: int = 0
     reemitted: int = 0
     dead_letters: int = 0
+    early_commits: int = 0
 
 
 def _never_committed(topic: str, partition: int) -> int | None:
+    return None
+
+
+async def _cannot_commit() -> None:
     return None
 
 
@@ -77,12 +86,14 @@ class Reducer:
         timers: MutableMapping[bytes, bytes],
         outbox: Outbox,
         committed: Callable[[str, int], int | None] = _never_committed,
+        commit: Callable[[], Awaitable[object]] = _cannot_commit,
     ) -> None:
         self.registry = registry
         self.snapshots = snapshots
         self.timers = timers
         self.outbox = outbox
         self.committed = committed
+        self.commit = commit
         self.decoded = DecodedCache()
         self.stats = ReducerStats()
 
@@ -117,8 +128,8 @@ class Reducer:
         records = [(topics.JOURNAL, encode_journal(record))]
         records += [(_command_topic(c), encode_command(c)) for c in result.commands]
         output = StepOutput(event.event_id, *source, records=tuple(records))
-        kept = self._unconfirmed(stored.outputs if stored is not None else ())
-        after = StoredInstance(result.snapshot, (*kept, output)[-OUTPUT_LIMIT:])
+        kept = await self._kept_outputs(stored.outputs if stored is not None else ())
+        after = StoredInstance(result.snapshot, (*kept, output))
         encoded = encode_stored(after)
         self.snapshots[key] = encoded
         self.decoded.remember(key, encoded, after)
@@ -141,6 +152,15 @@ class Reducer:
         self.stats.reemitted += 1
         for topic, data in output.records:
             await self.outbox.send(topic, key, data)
+
+    async def _kept_outputs(self, outputs: tuple[StepOutput, ...]) -> tuple[StepOutput, ...]:
+        """The stored outputs still needed for a redelivery (see step 4 of the ordering)."""
+        kept = self._unconfirmed(outputs)
+        if len(kept) >= OUTPUT_LIMIT:
+            self.stats.early_commits += 1
+            await self.commit()
+            kept = self._unconfirmed(kept)
+        return kept
 
     def _unconfirmed(self, outputs: tuple[StepOutput, ...]) -> tuple[StepOutput, ...]:
         def confirmed(output: StepOutput) -> bool:
