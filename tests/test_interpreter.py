@@ -609,3 +609,33 @@ def test_step_does_not_mutate_its_input_snapshot() -> None:
     frozen = before.to_dict()
     d.send("NEXT")
     assert before.to_dict() == frozen
+
+
+# -- memoized plans: only what the configuration alone decides is reused ------------------
+
+
+def test_a_memoized_chart_still_evaluates_when_conditions_in_the_same_configuration() -> None:
+    d = drive("""\
+data: {n: 0}
+initial: a
+states:
+  a:
+    on:
+      GO: [{when: "data.n > 0", target: b}, {assign: {n: "data.n + 1"}}]
+  b: {type: final}
+""")
+    d.send("GO")  # n is 0: the second, targetless transition; the configuration stays {a}
+    assert d.config == ("a",)
+    d.send("GO")  # same configuration and event, other data: now the first one
+    assert d.config == ("b",) and d.snapshot.status == "done"
+
+
+def test_a_memoized_chart_still_reads_the_history_recorded_last() -> None:
+    d = drive(HISTORY)
+    d.send("POWER_OFF")
+    d.send("RESUME_SHALLOW")  # from {off}: history of player is 'stopped'
+    assert d.config == ("player.stopped",)
+    d.send("PLAY")
+    d.send("POWER_OFF")
+    d.send("RESUME_SHALLOW")  # same configuration and transition, other history
+    assert d.config == ("player.playing.normal",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,37 @@ def test_replay_equals_incremental_fold_on_random_charts(data: st.DataObject) ->
 def test_snapshot_restore_step_equals_step_on_random_charts(data: st.DataObject) -> None:
     chart = data.draw(charts())
     check_snapshot_restore_then_step_equals_step(chart, data.draw(event_scripts(chart)))
+
+
+def check_memoized_plans_step_like_a_cold_chart(
+    chart: Chart, warm_up: list[tuple[str, dict]], script: list[tuple[str, dict]]
+) -> None:
+    """The chart's memo (selections, exit/entry plans) only caches: a chart warmed by one
+    script steps another exactly like a chart whose memo is empty at every step."""
+    fold(chart, warm_up)
+    events, warm = fold(chart, script)
+    snapshot: Snapshot | None = None
+    for event, expected in zip(events, warm, strict=True):
+        cold = step(replace(chart, memo={}), snapshot, event)
+        assert (cold.trace, cold.commands) == (expected.trace, expected.commands)
+        assert (dumps(cold.snapshot) if cold.snapshot else None) == (
+            dumps(expected.snapshot) if expected.snapshot else None
+        )
+        snapshot = cold.snapshot
+
+
+@SETTINGS
+@given(data=st.data())
+def test_memoized_plans_step_like_a_cold_chart_on_random_charts(data: st.DataObject) -> None:
+    chart = data.draw(charts())
+    warm_up, script = data.draw(event_scripts(chart)), data.draw(event_scripts(chart))
+    check_memoized_plans_step_like_a_cold_chart(chart, warm_up, script)
+
+
+@pytest.mark.parametrize("name", sorted(EXAMPLES))
+@SETTINGS
+@given(data=st.data())
+def test_memoized_plans_step_like_a_cold_chart_on_examples(name: str, data: st.DataObject) -> None:
+    chart = replace(EXAMPLES[name], memo={})
+    warm_up, script = data.draw(event_scripts(chart)), data.draw(event_scripts(chart))
+    check_memoized_plans_step_like_a_cold_chart(chart, warm_up, script)

@@ -8,7 +8,7 @@ from ``event.occurred_at``. Every run-time error becomes status ``failed``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -16,6 +16,7 @@ from app.core import paths
 from app.core.durations import parse_instant_ms
 from app.core.errors import StepFailure
 from app.core.model import NO_ACTIONS, ROOT, Chart, StateNode, Transition
+from app.core.plans import MicrostepPlan, plans_of
 from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
 from app.core.snapshot import PendingDispatch, Snapshot
 from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START, TIMER_PREFIX, Command, Event
@@ -129,7 +130,7 @@ def _handle_external(run: MacrostepRun, event_type: str) -> bool:
 
 
 def _initial_entry(run: MacrostepRun, initial: Transition) -> bool:
-    enter_states(run, [initial])
+    enter_states(run, entry_order(run, [initial]))
     stabilize(run)
     return True
 
@@ -229,21 +230,47 @@ def _final_reason(run: MacrostepRun) -> str | None:
 
 def select_transitions(run: MacrostepRun, event_type: str | None) -> list[Transition]:
     """For each active atomic state in document order, the first enabled transition found
-    from the state up through its ancestors; then conflicts are removed."""
+    from the state up through its ancestors; then conflicts are removed. A selection that
+    consulted no guard, ``when`` or history is the configuration's alone and is memoized."""
     chart = run.chart
     if run.config.isdisjoint(_states_handling(chart, event_type)):
         return []  # no active state has a transition for this event (or an `always`)
+    plans = plans_of(chart)
+    key = (frozenset(run.config), event_type)
+    known = plans.selections.get(key)
+    if known is not None:
+        return list(known)
+    enabled, data_free = _first_enabled_per_atomic(run, event_type)
+    run.history_consulted = False
+    selected = remove_conflicting_transitions(run, enabled)
+    if data_free and not run.history_consulted:
+        plans.remember_selection(key, tuple(selected))
+    return selected
+
+
+def _first_enabled_per_atomic(
+    run: MacrostepRun, event_type: str | None
+) -> tuple[list[Transition], bool]:
+    """The enabled transitions before conflicts are removed, and whether no guard or
+    ``when`` was evaluated to find them (then they depend on the configuration alone)."""
+    chart = run.chart
     enabled: list[Transition] = []
+    data_free = True
     for atomic in _active_atomic(chart, run.config):
         for path in (atomic, *chart.states[atomic].ancestors):
             node = chart.states[path]
             candidates = node.always if event_type is None else node.transitions.get(event_type, ())
-            chosen = next((t for t in candidates if _is_enabled(run, t)), None)
+            chosen = None
+            for candidate in candidates:
+                data_free = data_free and candidate.guard is None and candidate.when is None
+                if _is_enabled(run, candidate):
+                    chosen = candidate
+                    break
             if chosen is not None:
                 if chosen not in enabled:
                     enabled.append(chosen)
                 break
-    return remove_conflicting_transitions(run, enabled)
+    return enabled, data_free
 
 
 def _states_handling(chart: Chart, event_type: str | None) -> frozenset[str]:
@@ -311,16 +338,38 @@ def remove_conflicting_transitions(
 
 
 def microstep(run: MacrostepRun, enabled: list[Transition]) -> None:
+    """Exit the exit set, run the transitions' content, enter the entry set. The sets come
+    from the chart's memo when this configuration took these transitions before."""
     run.microsteps += 1
     if run.microsteps > MAX_MICROSTEPS:
         raise StepFailure(
             f"more than {MAX_MICROSTEPS} microsteps in one step: an 'always' loop never settles"
         )
-    exit_states(run, sorted(compute_exit_set(run, enabled), key=_exit_key(run.chart)))
-    for transition in enabled:
+    plans = plans_of(run.chart)
+    key = (frozenset(run.config), tuple(t.order for t in enabled))
+    plan = plans.microsteps.get(key)
+    if plan is not None:
+        exit_states(run, plan.exits)
+        _take_transitions(run, enabled, plan.owners)
+        enter_states(run, plan.entries)
+        return
+    run.history_consulted = False
+    exits = tuple(sorted(compute_exit_set(run, enabled), key=_exit_key(run.chart)))
+    exit_states(run, exits)  # records history, which a history target's entry set reads
+    owners = tuple(_transition_owner(run, t) for t in enabled)
+    entries = entry_order(run, enabled)
+    if not run.history_consulted:
+        plans.remember_microstep(key, MicrostepPlan(exits, owners, entries))
+    _take_transitions(run, enabled, owners)
+    enter_states(run, entries)
+
+
+def _take_transitions(
+    run: MacrostepRun, enabled: list[Transition], owners: tuple[str, ...]
+) -> None:
+    for transition, owner in zip(enabled, owners, strict=True):
         run.taken.append((transition.source, transition.targets))
-        run.execute(transition.actions, _transition_owner(run, transition))
-    enter_states(run, enabled)
+        run.execute(transition.actions, owner)
 
 
 def stabilize(run: MacrostepRun) -> None:
@@ -399,6 +448,7 @@ def effective_targets(run: MacrostepRun, transition: Transition) -> list[str]:
     for target in transition.targets:
         node = run.chart.states[target]
         if node.is_history:
+            run.history_consulted = True
             found.extend(run.history.get(target) or _history_default(run.chart, node))
         else:
             found.append(target)
@@ -428,11 +478,11 @@ def _transition_owner(run: MacrostepRun, transition: Transition) -> str:
 # -- SCXML: exiting and entering -------------------------------------------------------------
 
 
-def exit_states(run: MacrostepRun, ordered: list[str]) -> None:
+def exit_states(run: MacrostepRun, ordered: Sequence[str]) -> None:
     """Exit deepest first: record history, run exit actions, cancel owned timers/dispatches."""
     chart = run.chart
     leaving = set(ordered)
-    for path in ordered:
+    for path in leaving & _history_parents(chart):
         for child in chart.states[path].children:
             history = chart.states[child]
             if history.is_history:
@@ -443,6 +493,15 @@ def exit_states(run: MacrostepRun, ordered: list[str]) -> None:
             run.execute(node.exit, next(a for a in node.ancestors if a not in leaving))
         run.cancel_owned_by(path)
         run.config.discard(path)
+
+
+def _history_parents(chart: Chart) -> frozenset[str]:
+    """States with a history child (exiting them records history), per chart."""
+    found: frozenset[str] | None = chart.memo.get("history_parents")
+    if found is None:
+        found = frozenset(node.parent or ROOT for node in chart.states.values() if node.is_history)
+        chart.memo["history_parents"] = found
+    return found
 
 
 def _recorded(run: MacrostepRun, parent: str, deep: bool) -> tuple[str, ...]:
@@ -456,10 +515,15 @@ def _recorded(run: MacrostepRun, parent: str, deep: bool) -> tuple[str, ...]:
     return tuple(sorted(found, key=lambda s: chart.states[s].order))
 
 
-def enter_states(run: MacrostepRun, enabled: list[Transition]) -> None:
+def entry_order(run: MacrostepRun, transitions: list[Transition]) -> tuple[str, ...]:
     chart = run.chart
-    to_enter = compute_entry_set(run, enabled)
-    for path in sorted(to_enter, key=lambda s: chart.states[s].order):
+    return tuple(sorted(compute_entry_set(run, transitions), key=lambda s: chart.states[s].order))
+
+
+def enter_states(run: MacrostepRun, ordered: Sequence[str]) -> None:
+    """Enter in document order: run entry actions, arm timers, raise done events."""
+    chart = run.chart
+    for path in ordered:
         node = chart.states[path]
         run.config.add(path)
         run.execute(node.entry, path)
@@ -512,6 +576,7 @@ def _add_descendants(run: MacrostepRun, path: str, to_enter: set[str]) -> None:
     chart = run.chart
     node = chart.states[path]
     if node.is_history:
+        run.history_consulted = True
         parent = node.parent or ROOT
         restored = run.history.get(path) or _history_default(chart, node)
         for state in restored:
@@ -550,16 +615,24 @@ def _enter_missing_regions(run: MacrostepRun, node: StateNode, to_enter: set[str
 
 
 def full_configuration(chart: Chart, atomic: tuple[str, ...]) -> set[str]:
-    """Active states with their ancestors (and the root)."""
-    config = {ROOT}
-    for path in atomic:
-        config.add(path)
-        config.update(chart.states[path].ancestors)
-    return config
+    """Active states with their ancestors (and the root): a new set, memoized per chart."""
+    plans = plans_of(chart)
+    known = plans.full_configurations.get(atomic)
+    if known is None:
+        known = frozenset({ROOT, *atomic, *(a for p in atomic for a in chart.states[p].ancestors)})
+        plans.remember_configuration(atomic, known)
+    return set(known)
 
 
 def atomic_configuration(chart: Chart, config: set[str]) -> tuple[str, ...]:
-    return tuple(sorted(s for s in config if s != ROOT and chart.states[s].is_atomic))
+    """The stored form of a configuration: its atomic states, sorted (memoized per chart)."""
+    plans = plans_of(chart)
+    frozen = frozenset(config)
+    known = plans.atomic_configurations.get(frozen)
+    if known is None:
+        known = tuple(sorted(s for s in config if s != ROOT and chart.states[s].is_atomic))
+        plans.remember_atomic(frozen, known)
+    return known
 
 
 def _active_atomic(chart: Chart, config: set[str]) -> list[str]:

@@ -42,6 +42,7 @@ class MacrostepRun:
         self.now_ms = parse_instant_ms(event.occurred_at)
         self.taken: list[tuple[str, tuple[str, ...]]] = []
         self.microsteps = 0
+        self.history_consulted = False  # set when a result read run.history (not memoizable)
         self._ids = 0
         self._event_vars = {
             "type": event.type,
@@ -124,6 +125,8 @@ class MacrostepRun:
         self.timers.append(Timer(self.next_id("t"), deadline, timer.event, state, timer.index))
 
     def cancel_owned_by(self, state: str) -> None:
+        if not self.timers and not self.pending:
+            return
         self.timers = [t for t in self.timers if t.state != state]
         self.pending = [p for p in self.pending if p.owner != state]
 
