@@ -140,13 +140,21 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
     plan = {f"{kinds[n % 4]}-{n}": kinds[n % 4] for n in range(INSTANCES)}
     started = time.monotonic()
 
-    finished = asyncio.run(_run_chaos(deployment, killer, plan, started))
+    latest: dict[str, dict] = {}  # the last instance view seen of each instance
+    finished = asyncio.run(_run_chaos(deployment, killer, plan, started, latest))
     elapsed = time.monotonic() - started
     for worker in killer.workers:
         assert worker.process is not None and worker.process.poll() is None
 
     assert killer.kills >= KILLS
-    assert finished, f"not all instances finished within {DEADLINE_S}s\n{deployment.logs()}"
+    unfinished = [
+        f"{i}: {_brief(latest.get(i))}" for i in plan if latest.get(i, {}).get("status") == "active"
+    ] + [f"{i}: no view" for i in plan if i not in latest]
+    assert finished, (
+        f"not all instances finished within {DEADLINE_S}s; {len(unfinished)} did not, e.g.\n"
+        + "\n".join(unfinished[:10])
+        + f"\n{deployment.logs()}"
+    )
     report = _verify(deployment, plan, ledger)
     report.update(
         instances=INSTANCES,
@@ -157,8 +165,19 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
     print("\nchaos:", "  ".join(f"{k}={v}" for k, v in report.items()))
 
 
+def _brief(view: dict | None) -> str:
+    if view is None:
+        return "no view"
+    keys = ("status", "seq", "configuration", "updated_at")
+    return ", ".join(f"{k}={view.get(k)}" for k in keys)
+
+
 async def _run_chaos(
-    deployment: Deployment, killer: Killer, plan: dict[str, str], started: float
+    deployment: Deployment,
+    killer: Killer,
+    plan: dict[str, str],
+    started: float,
+    latest: dict[str, dict],
 ) -> bool:
     settings = deployment.settings
     events_topic = settings.topic(names.EVENTS)
@@ -166,7 +185,7 @@ async def _run_chaos(
     waves = [list(plan)[i : i + 25] for i in range(0, len(plan), 25)]
     finals: dict[str, tuple[str, tuple[str, ...]]] = {}
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(_follow_views(deployment, plan, finals, stop))]
+    tasks = [asyncio.create_task(_follow_views(deployment, plan, finals, latest, stop))]
 
     async def feed() -> None:
         for wave in waves:
@@ -196,6 +215,7 @@ async def _follow_views(
     deployment: Deployment,
     plan: dict[str, str],
     finals: dict[str, tuple[str, tuple[str, ...]]],
+    latest: dict[str, dict],
     stop: asyncio.Event,
 ) -> None:
     """React to the instance projection: decide orders at picking, note final states."""
@@ -214,6 +234,7 @@ async def _follow_views(
             for messages in batch.values():
                 for message in messages:
                     view = codec("omninode.InstanceView").decode(message.value)
+                    latest[view["instance_id"]] = view
                     await _react(settings, plan, view, acted, finals)
     finally:
         await consumer.stop()
