@@ -70,11 +70,13 @@ def ping_inputs(instances: int, events: int) -> list[tuple[bytes, bytes]]:
 
 
 def agent_vs_baselines(bootstrap: str, workdir: Path, events: int, timeout_s: float) -> dict:
-    """events/s of the reducer agent, a naive Faust counter and an aiokafka passthrough."""
+    """events/s of the reducer agent, a naive Faust counter, a Faust agent that only
+    forwards each event, and an aiokafka passthrough."""
     inputs = ping_inputs(max(1, events // 50), events)
     return {
         "reducer_agent_events_per_s": _our_agent(bootstrap, workdir, inputs, timeout_s),
         "faust_counter_events_per_s": _faust_counter(bootstrap, workdir, inputs, timeout_s),
+        "faust_forward_events_per_s": _faust_forward(bootstrap, workdir, inputs, timeout_s),
         "passthrough_events_per_s": _passthrough(bootstrap, workdir, inputs, timeout_s),
     }
 
@@ -93,19 +95,32 @@ def _our_agent(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) ->
 
 
 def _faust_counter(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
-    app_id = f"bcount{uuid.uuid4().hex[:6]}"
-    source = f"{app_id}.in"
-    run(_create_topics(bootstrap, [source]))
+    # its output is the table's changelog, which Faust creates
+    return _faust_baseline("bench.apps.counter", "bcount", "-counts-changelog", False,
+                           bootstrap, workdir, inputs, timeout_s)
+
+
+def _faust_forward(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
+    return _faust_baseline("bench.apps.forward", "bfwd", ".out", True, bootstrap, workdir,
+                           inputs, timeout_s)
+
+
+def _faust_baseline(module: str, prefix: str, output_suffix: str, create_output: bool,
+                    bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
+    """events/s of a plain Faust app (bench/apps) fed the inputs, measured on its output."""
+    app_id = f"{prefix}{uuid.uuid4().hex[:6]}"
+    source, output = f"{app_id}.in", f"{app_id}{output_suffix}"
+    run(_create_topics(bootstrap, [source, output] if create_output else [source]))
     run(fast_produce(bootstrap, [(source, k, v) for k, v in inputs]))
-    env = {"BENCH_APP_ID": app_id, "BENCH_INPUT": source, "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-           "BENCH_PARTITIONS": str(PARTITIONS)}
-    process = spawn(faust_worker("bench.apps.counter", workdir / "counter-data"), env,
-                    workdir / "counter.log")
+    env = {"BENCH_APP_ID": app_id, "BENCH_INPUT": source, "BENCH_OUTPUT": output,
+           "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_PARTITIONS": str(PARTITIONS)}
+    process = spawn(faust_worker(module, workdir / f"{prefix}-data"), env,
+                    workdir / f"{prefix}.log")
     try:
-        seen = run(collect(bootstrap, [f"{app_id}-counts-changelog"], len(inputs), timeout_s))
+        seen = run(collect(bootstrap, [output], len(inputs), timeout_s))
     finally:
         stop(process)
-    return _checked_rate(seen, len(inputs), "faust counter")
+    return _checked_rate(seen, len(inputs), module)
 
 
 def _passthrough(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
