@@ -147,12 +147,10 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
         assert worker.process is not None and worker.process.poll() is None
 
     assert killer.kills >= KILLS
-    unfinished = [
-        f"{i}: {_brief(latest.get(i))}" for i in plan if latest.get(i, {}).get("status") == "active"
-    ] + [f"{i}: no view" for i in plan if i not in latest]
+    unfinished = [i for i in plan if latest.get(i, {}).get("status", "active") == "active"]
     assert finished, (
         f"not all instances finished within {DEADLINE_S}s; {len(unfinished)} did not, e.g.\n"
-        + "\n".join(unfinished[:10])
+        + _where_they_stopped(deployment, unfinished[:10], latest)
         + f"\n{deployment.logs()}"
     )
     report = _verify(deployment, plan, ledger)
@@ -165,11 +163,27 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
     print("\nchaos:", "  ".join(f"{k}={v}" for k, v in report.items()))
 
 
-def _brief(view: dict | None) -> str:
-    if view is None:
-        return "no view"
-    keys = ("status", "seq", "configuration", "updated_at")
-    return ", ".join(f"{k}={view.get(k)}" for k in keys)
+def _where_they_stopped(deployment: Deployment, instances: list[str], latest: dict) -> str:
+    """Per instance: its last view, and how far its journal and its snapshot got (a view
+    behind the journal means the projector lost records; a journal behind the events sent,
+    the reducer)."""
+    settings = deployment.settings
+    journal: dict[str, int] = defaultdict(int)
+    for record in asyncio.run(read_topic(settings, settings.topic(names.JOURNAL))):
+        key = record.key.decode()
+        journal[key] = max(journal[key], decode_journal(record.value).seq)
+    snapshots: dict[str, int] = {}
+    for r in asyncio.run(read_topic(settings, changelog_topic(settings, names.SNAPSHOT_TABLE))):
+        snapshots[r.key.decode()] = decode_stored(r.value).snapshot.seq
+    lines = []
+    for instance in instances:
+        key = f"{WORKFLOW[instance.split('-')[0]]}:{instance}"
+        view = latest.get(instance)
+        seen = "no view" if view is None else f"view seq={view['seq']} {view['configuration']}"
+        lines.append(
+            f"{instance}: {seen}, journal seq={journal.get(key)}, snapshot seq={snapshots.get(key)}"
+        )
+    return "\n".join(lines)
 
 
 async def _run_chaos(
