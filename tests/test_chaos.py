@@ -164,24 +164,35 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
 
 
 def _where_they_stopped(deployment: Deployment, instances: list[str], latest: dict) -> str:
-    """Per instance: its last view, and how far its journal and its snapshot got (a view
-    behind the journal means the projector lost records; a journal behind the events sent,
-    the reducer)."""
+    """Per instance: its last view, how far its journal and snapshot got, where its events
+    are and whether any was dead-lettered (a view behind the journal points at the
+    projector; events that are there but never journaled, at the reducer)."""
     settings = deployment.settings
+
+    def read(topic: str) -> list:  # type: ignore[type-arg]
+        return [r for r in asyncio.run(read_topic(settings, topic)) if r.key is not None]
+
     journal: dict[str, int] = defaultdict(int)
-    for record in asyncio.run(read_topic(settings, settings.topic(names.JOURNAL))):
+    for record in read(settings.topic(names.JOURNAL)):
         key = record.key.decode()
         journal[key] = max(journal[key], decode_journal(record.value).seq)
-    snapshots: dict[str, int] = {}
-    for r in asyncio.run(read_topic(settings, changelog_topic(settings, names.SNAPSHOT_TABLE))):
-        snapshots[r.key.decode()] = decode_stored(r.value).snapshot.seq
+    snapshots = {
+        r.key.decode(): decode_stored(r.value).snapshot.seq
+        for r in read(changelog_topic(settings, names.SNAPSHOT_TABLE))
+    }
+    events: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for record in read(settings.topic(names.EVENTS)):
+        events[record.key.decode()].append((record.partition, record.offset))
+    dead = Counter(r.key.decode() for r in read(settings.topic(names.DEAD_LETTERS)))
     lines = []
     for instance in instances:
         key = f"{WORKFLOW[instance.split('-')[0]]}:{instance}"
         view = latest.get(instance)
         seen = "no view" if view is None else f"view seq={view['seq']} {view['configuration']}"
         lines.append(
-            f"{instance}: {seen}, journal seq={journal.get(key)}, snapshot seq={snapshots.get(key)}"
+            f"{instance}: {seen}, journal seq={journal.get(key)}, "
+            f"snapshot seq={snapshots.get(key)}, events (partition, offset)={events.get(key)}, "
+            f"dead letters={dead.get(key, 0)}"
         )
     return "\n".join(lines)
 
