@@ -16,7 +16,7 @@ from app.core import paths
 from app.core.durations import parse_instant_ms
 from app.core.errors import StepFailure
 from app.core.model import NO_ACTIONS, ROOT, Chart, StateNode, Transition
-from app.core.plans import MicrostepPlan, plans_of
+from app.core.plans import MicrostepPlan, plans_of, remember
 from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
 from app.core.snapshot import PendingDispatch, Snapshot
 from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START, TIMER_PREFIX, Command, Event
@@ -244,7 +244,7 @@ def select_transitions(run: MacrostepRun, event_type: str | None) -> list[Transi
     run.history_consulted = False
     selected = remove_conflicting_transitions(run, enabled)
     if data_free and not run.history_consulted:
-        plans.remember_selection(key, tuple(selected))
+        remember(plans.selections, key, tuple(selected))
     return selected
 
 
@@ -359,7 +359,7 @@ def microstep(run: MacrostepRun, enabled: list[Transition]) -> None:
     owners = tuple(_transition_owner(run, t) for t in enabled)
     entries = entry_order(run, enabled)
     if not run.history_consulted:
-        plans.remember_microstep(key, MicrostepPlan(exits, owners, entries))
+        remember(plans.microsteps, key, MicrostepPlan(exits, owners, entries))
     _take_transitions(run, enabled, owners)
     enter_states(run, entries)
 
@@ -620,7 +620,7 @@ def full_configuration(chart: Chart, atomic: tuple[str, ...]) -> set[str]:
     known = plans.full_configurations.get(atomic)
     if known is None:
         known = frozenset({ROOT, *atomic, *(a for p in atomic for a in chart.states[p].ancestors)})
-        plans.remember_configuration(atomic, known)
+        remember(plans.full_configurations, atomic, known)
     return set(known)
 
 
@@ -631,7 +631,7 @@ def atomic_configuration(chart: Chart, config: set[str]) -> tuple[str, ...]:
     known = plans.atomic_configurations.get(frozen)
     if known is None:
         known = tuple(sorted(s for s in config if s != ROOT and chart.states[s].is_atomic))
-        plans.remember_atomic(frozen, known)
+        remember(plans.atomic_configurations, frozen, known)
     return known
 
 

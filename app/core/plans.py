@@ -11,6 +11,7 @@ are never stored. Pure: a memo only caches what the functions would compute agai
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from app.core.model import Chart, Transition
 
@@ -18,6 +19,8 @@ from app.core.model import Chart, Transition
 # many configurations; past this, steps compute them instead of growing the memo.
 PLAN_LIMIT = 20_000
 
+K = TypeVar("K")
+V = TypeVar("V")
 SelectionKey = tuple[frozenset[str], str | None]
 MicrostepKey = tuple[frozenset[str], tuple[int, ...]]
 
@@ -39,21 +42,11 @@ class ChartPlans:
     full_configurations: dict[tuple[str, ...], frozenset[str]] = field(default_factory=dict)
     atomic_configurations: dict[frozenset[str], tuple[str, ...]] = field(default_factory=dict)
 
-    def remember_selection(self, key: SelectionKey, enabled: tuple[Transition, ...]) -> None:
-        if len(self.selections) < PLAN_LIMIT:
-            self.selections[key] = enabled
 
-    def remember_microstep(self, key: MicrostepKey, plan: MicrostepPlan) -> None:
-        if len(self.microsteps) < PLAN_LIMIT:
-            self.microsteps[key] = plan
-
-    def remember_configuration(self, atomic: tuple[str, ...], full: frozenset[str]) -> None:
-        if len(self.full_configurations) < PLAN_LIMIT:
-            self.full_configurations[atomic] = full
-
-    def remember_atomic(self, full: frozenset[str], atomic: tuple[str, ...]) -> None:
-        if len(self.atomic_configurations) < PLAN_LIMIT:
-            self.atomic_configurations[full] = atomic
+def remember(memo: dict[K, V], key: K, value: V) -> None:
+    """Store ``value`` unless the memo is full (then callers keep computing it)."""
+    if len(memo) < PLAN_LIMIT:
+        memo[key] = value
 
 
 def plans_of(chart: Chart) -> ChartPlans:
