@@ -13,6 +13,9 @@ crash, loses the snapshot of an event whose offset is committed.
 ``omninode://`` (production) is Faust's aiokafka transport whose flush waits until
 every record put into the buffer is acknowledged by the broker, and raises if one
 failed, so an offset commit never gets ahead of a table write.
+Both transports' consumers fence off records fetched before the consumer was moved (see
+``seek_fence``): Faust would otherwise deliver them after a rebalance's seek and count
+the offsets they skip as processed.
 ``omninode-local://`` (local profile) adds the short consumer fetch wait the embedded
 broker needs: it answers a fetch only when ``fetch_max_wait_ms`` expires, even with
 records waiting (a record took 550-1300 ms to reach a consumer waiting 1,500 ms, and
@@ -23,7 +26,7 @@ Both are registered as ``faust.transports`` entry points in pyproject.toml.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -31,9 +34,10 @@ from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as driver
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
 from faust.transport.producer import ProducerBuffer
-from faust.types import TP, FutureMessage
+from faust.types import TP, FutureMessage, Message
 
 from app.infra.end_offsets import fetched_end_offsets
+from app.infra.seek_fence import SeekFence
 from app.infra.settings import LOCAL_FETCH_MAX_WAIT_MS
 
 STALL_CHECK_S = 1.0
@@ -91,9 +95,106 @@ class Producer(driver.Producer):
         )
 
 
-class Transport(driver.Transport):
-    """``omninode://``: Faust's aiokafka transport with the delivery-barrier producer."""
+class FencedConsumer(driver.Consumer):
+    """Faust's aiokafka consumer that never delivers a stream record fetched before a
+    seek, revoke or assign it had not seen yet (see ``seek_fence``)."""
 
+    _fence: SeekFence[TP] | None = None
+
+    @property
+    def fence(self) -> SeekFence[TP]:
+        if self._fence is None:
+            self._fence = SeekFence()
+        return self._fence
+
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[TP, Message]]:
+        fence = self.fence
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        dropped: set[TP] = set()
+        async for tp, message in super().getmany(timeout):
+            if not acks_enabled_for(message.topic) or fence.admit(tp, message.offset):
+                yield tp, message
+            elif tp not in dropped:
+                dropped.add(tp)
+                await self._read_again(tp, message.offset)
+
+    async def _read_again(self, tp: TP, stale_offset: int) -> None:
+        offset = self.fence.resume_at(tp)
+        self.log.info(
+            "Dropped records of %r fetched before a seek (from offset %r); reading again from %r",
+            tp,
+            stale_offset,
+            offset,
+        )
+        if offset is not None and tp in self.assignment():
+            await self.seek(tp, offset)
+
+    async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
+        self.fence.fetch_issued()
+        return await super()._getmany(active_partitions, timeout)
+
+    async def perform_seek(self) -> None:
+        """Seek to the committed offsets, and partitions that have none to their first
+        offset (aiokafka leaves those where they are, which may be past records the
+        fence dropped)."""
+        positions: dict[TP, int] = {}
+        self.fence.seek_started()
+        try:
+            await super().perform_seek()
+            positions = await self._stream_positions()
+        finally:
+            self.fence.seek_finished(positions)
+
+    async def _stream_positions(self) -> dict[TP, int]:
+        acks_enabled_for = self.app.topics.acks_enabled_for
+        streams = {tp for tp in self.assignment() if acks_enabled_for(tp.topic)}
+        positions: dict[TP, int] = {}
+        uncommitted = set()
+        for tp in streams:
+            committed = self._committed_offset.get(tp)
+            if committed:
+                positions[tp] = committed
+            else:
+                uncommitted.add(tp)
+        if uncommitted:
+            earliest = await self.earliest_offsets(*uncommitted)
+            for tp in uncommitted:
+                positions[tp] = earliest.get(tp) or 0
+                await self.seek(tp, positions[tp])
+        return positions
+
+    async def seek(self, partition: TP, offset: int) -> None:
+        positions: dict[TP, int] = {}
+        self.fence.seek_started()
+        try:
+            await super().seek(partition, offset)
+            positions = {partition: offset}
+        finally:
+            self.fence.seek_finished(positions)
+
+    async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
+        positions: Mapping[TP, int] = {}
+        self.fence.seek_started()
+        try:
+            await super().seek_wait(partitions)
+            positions = partitions
+        finally:
+            self.fence.seek_finished(positions)
+
+    async def on_partitions_revoked(self, revoked: set[TP]) -> None:
+        self.fence.revoked(revoked)
+        await super().on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TP], generation_id: int = 0) -> None:
+        self.fence.moved()
+        await super().on_partitions_assigned(assigned, generation_id)
+
+
+class Transport(driver.Transport):
+    """``omninode://``: Faust's aiokafka transport with the delivery-barrier producer
+    and the fenced consumer."""
+
+    Consumer = FencedConsumer
     Producer = Producer
 
 
@@ -105,7 +206,7 @@ class LocalConsumerThread(driver.AIOKafkaConsumerThread):
         return consumer
 
 
-class LocalConsumer(driver.Consumer):
+class LocalConsumer(FencedConsumer):
     """Reads changelog end offsets from fetch responses (the embedded broker's ListOffsets
     is wrong for multi-record batches, and recovery stops at these offsets).
 
