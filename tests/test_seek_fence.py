@@ -66,3 +66,17 @@ def test_a_revoked_partition_forgets_where_it_was() -> None:
     fence.revoked([P1])
     assert fence.resume_at(P1) is None
     assert not fence.admit(P1, 4)
+
+
+def test_a_partition_dropped_while_a_seek_was_in_flight_is_read_again_once_it_settles() -> None:
+    # The seek ran in the consumer thread first; the fetch after it moved the partition
+    # on from 32, and only then did its records reach the loop and get dropped.
+    fence: SeekFence[tuple[str, int]] = SeekFence()
+    fence.seek_started()
+    fence.fetch_issued()  # even a fetch issued during the seek is not delivered
+    assert not fence.admit(P1, 32)
+    assert fence.resume_at(P1) is None
+    assert fence.settled() == {}  # still in flight
+    fence.seek_finished({P1: 32})
+    assert fence.settled() == {P1: 32}
+    assert fence.settled() == {}  # read again once

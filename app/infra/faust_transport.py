@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from typing import Any, cast
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError
 from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka as driver
 from faust.transport.drivers.aiokafka import credentials_to_aiokafka_auth, server_list
@@ -124,10 +126,33 @@ class FencedConsumer(driver.Consumer):
             "Dropped records of %r fetched before a seek (from offset %r); reading again from %r",
             tp,
             stale_offset,
-            offset,
+            "where the seek in flight puts it" if offset is None else offset,
         )
-        if offset is not None and tp in self.assignment():
-            await self.seek(tp, offset)
+        if offset is not None:
+            await self._seek_if_assigned({tp: offset})
+
+    async def _seek_settled(self) -> None:
+        """Read again the partitions dropped while a seek was in flight: that seek may
+        have run in the consumer thread before their fetch, which moved them on."""
+        await self._seek_if_assigned(self.fence.settled())
+
+    async def _seek_if_assigned(self, positions: Mapping[TP, int]) -> None:
+        # In the consumer thread (Faust's ``seek`` changes aiokafka's state from this one).
+        for tp, offset in positions.items():
+            with suppress(IllegalStateError):  # revoked meanwhile: its next assignment places it
+                await self.seek_wait({tp: offset})
+
+    @asynccontextmanager
+    async def _seeking(self) -> AsyncIterator[dict[TP, int]]:
+        """Around a seek: a new epoch before and after it, the positions it set, and
+        then the partitions dropped meanwhile read again."""
+        positions: dict[TP, int] = {}
+        self.fence.seek_started()
+        try:
+            yield positions
+        finally:
+            self.fence.seek_finished(positions)
+        await self._seek_settled()
 
     async def _getmany(self, active_partitions: set[TP] | None, timeout: float) -> Any:
         self.fence.fetch_issued()
@@ -137,49 +162,32 @@ class FencedConsumer(driver.Consumer):
         """Seek to the committed offsets, and partitions that have none to their first
         offset (aiokafka leaves those where they are, which may be past records the
         fence dropped)."""
-        positions: dict[TP, int] = {}
-        self.fence.seek_started()
-        try:
+        async with self._seeking() as positions:
             await super().perform_seek()
-            positions = await self._stream_positions()
-        finally:
-            self.fence.seek_finished(positions)
+            positions.update(await self._stream_positions())
 
     async def _stream_positions(self) -> dict[TP, int]:
         acks_enabled_for = self.app.topics.acks_enabled_for
         streams = {tp for tp in self.assignment() if acks_enabled_for(tp.topic)}
-        positions: dict[TP, int] = {}
-        uncommitted = set()
-        for tp in streams:
-            committed = self._committed_offset.get(tp)
-            if committed:
-                positions[tp] = committed
-            else:
-                uncommitted.add(tp)
+        committed = {tp: self._committed_offset.get(tp) for tp in streams}
+        positions = {tp: offset for tp, offset in committed.items() if offset}
+        uncommitted = streams - positions.keys()
         if uncommitted:
             earliest = await self.earliest_offsets(*uncommitted)
-            for tp in uncommitted:
-                positions[tp] = earliest.get(tp) or 0
-                await self.seek(tp, positions[tp])
+            firsts = {tp: earliest.get(tp) or 0 for tp in uncommitted}
+            await self.seek_wait(firsts)
+            positions.update(firsts)
         return positions
 
     async def seek(self, partition: TP, offset: int) -> None:
-        positions: dict[TP, int] = {}
-        self.fence.seek_started()
-        try:
+        async with self._seeking() as positions:
             await super().seek(partition, offset)
-            positions = {partition: offset}
-        finally:
-            self.fence.seek_finished(positions)
+            positions[partition] = offset
 
     async def seek_wait(self, partitions: Mapping[TP, int]) -> None:
-        positions: Mapping[TP, int] = {}
-        self.fence.seek_started()
-        try:
+        async with self._seeking() as positions:
             await super().seek_wait(partitions)
-            positions = partitions
-        finally:
-            self.fence.seek_finished(positions)
+            positions.update(partitions)
 
     async def on_partitions_revoked(self, revoked: set[TP]) -> None:
         self.fence.revoked(revoked)

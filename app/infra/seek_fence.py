@@ -11,7 +11,7 @@ does not fire): partition 1 of the events topic, committed at 21, delivered 40 n
 22-39 were never applied.
 
 The fence gives every move a new epoch and delivers a record only if no move happened
-since its fetch was issued. A stale record is dropped and its partition is sought back
+since its fetch was issued, and none is in flight. A stale record is dropped and its partition is sought back
 to where delivery must continue: right after the last record delivered, or where the
 last seek put it. Nothing in between is skipped, so nothing can be counted as a gap.
 """
@@ -32,6 +32,7 @@ class SeekFence(Generic[Partition]):
     seeks_in_flight: int = 0
     dropped: int = 0
     next_offset: dict[Partition, int] = field(default_factory=dict)
+    pending: set[Partition] = field(default_factory=set)
 
     def fetch_issued(self) -> None:
         """A fetch is about to be sent to the consumer thread."""
@@ -56,8 +57,12 @@ class SeekFence(Generic[Partition]):
         self.moved()
 
     def admit(self, partition: Partition, offset: int) -> bool:
-        """Whether a fetched record may be delivered (then it is, so it moves on)."""
-        if self.epoch != self.fetch_epoch:
+        """Whether a fetched record may be delivered (then it is, so it moves on).
+
+        Nothing is while a seek is in flight: the consumer thread may already have
+        moved the partition while Faust's read offsets on this side are not updated
+        yet, so no record fetched around it can be placed safely."""
+        if self.seeks_in_flight or self.epoch != self.fetch_epoch:
             self.dropped += 1
             return False
         self.next_offset[partition] = offset + 1
@@ -66,9 +71,19 @@ class SeekFence(Generic[Partition]):
     def resume_at(self, partition: Partition) -> int | None:
         """Where a partition whose records were dropped must be read from again.
 
-        None while a seek is in flight (it will place the partition) or when nothing is
-        known since the partition was revoked (the seek that follows every assignment
-        will place it)."""
+        None while a seek is in flight: that seek may already have run in the consumer
+        thread, before the fetch that was dropped, so the partition is kept for
+        ``settled``. None too when nothing is known since the partition was revoked:
+        the seek that follows every assignment places it."""
         if self.seeks_in_flight:
+            self.pending.add(partition)
             return None
         return self.next_offset.get(partition)
+
+    def settled(self) -> dict[Partition, int]:
+        """Once no seek is in flight: the partitions dropped meanwhile, and where each
+        must be read from again."""
+        if self.seeks_in_flight:
+            return {}
+        pending, self.pending = self.pending, set()
+        return {p: self.next_offset[p] for p in pending if p in self.next_offset}
