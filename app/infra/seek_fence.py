@@ -11,9 +11,10 @@ does not fire): partition 1 of the events topic, committed at 21, delivered 40 n
 22-39 were never applied.
 
 The fence gives every move a new epoch and delivers a record only if no move happened
-since its fetch was issued, and none is in flight. A stale record is dropped and its partition is sought back
-to where delivery must continue: right after the last record delivered, or where the
-last seek put it. Nothing in between is skipped, so nothing can be counted as a gap.
+since its fetch was issued, and none is in flight. A stale record is dropped and its
+partition is sought back to where delivery must continue: right after the last record
+delivered, or where the last seek put it. Nothing in between is skipped, so nothing can
+be counted as a gap.
 """
 
 from __future__ import annotations
