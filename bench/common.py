@@ -36,14 +36,13 @@ async def fast_produce(bootstrap: str, records: list[tuple[str, bytes, bytes]]) 
         await producer.stop()
 
 
-async def collect(
-    bootstrap: str, topics: list[str], count: int, timeout_s: float
-) -> list[Seen]:
+async def collect(bootstrap: str, topics: list[str], count: int, timeout_s: float) -> list[Seen]:
     """Read the topics from the beginning until ``count`` records arrived (or the timeout)."""
     deadline = time.monotonic() + timeout_s
     await _wait_for_topics(bootstrap, topics, deadline)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                fetch_max_wait_ms=25)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=25
+    )
     await consumer.start()
     seen: list[Seen] = []
     try:
@@ -89,13 +88,30 @@ def percentile(values: list[float], fraction: float) -> float:
 
 def spawn(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **env}, cwd=ROOT, start_new_session=True)
+        return subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+            cwd=ROOT,
+            start_new_session=True,
+        )
 
 
 def faust_worker(app_module: str, datadir: Path) -> list[str]:
-    return [sys.executable, "-m", "faust", "-A", app_module, "--datadir", str(datadir),
-            "worker", "--without-web", "--loglevel", "info"]
+    return [
+        sys.executable,
+        "-m",
+        "faust",
+        "-A",
+        app_module,
+        "--datadir",
+        str(datadir),
+        "worker",
+        "--without-web",
+        "--loglevel",
+        "info",
+    ]
 
 
 def wait_for_log(log: Path, text: str, timeout_s: float) -> float:

@@ -44,9 +44,15 @@ READY = "[^Worker]: Ready"
 
 
 def deployment(bootstrap: str, name: str) -> Settings:
-    settings = Settings(bootstrap_servers=bootstrap, profile="local", partitions=PARTITIONS,
-                        replication=1, app_id=f"{name}{uuid.uuid4().hex[:6]}",
-                        rss_paths=(BENCH_RSS,), handler_modules=(BENCH_HANDLERS,))
+    settings = Settings(
+        bootstrap_servers=bootstrap,
+        profile="local",
+        partitions=PARTITIONS,
+        replication=1,
+        app_id=f"{name}{uuid.uuid4().hex[:6]}",
+        rss_paths=(BENCH_RSS,),
+        handler_modules=(BENCH_HANDLERS,),
+    )
     run(apply_topics(settings, settings.manifest()))
     return settings
 
@@ -64,8 +70,10 @@ def ping_inputs(instances: int, events: int) -> list[tuple[bytes, bytes]]:
     """$start for each instance, then PINGs round-robin: ``events`` records in all."""
     ids = [f"p{n}" for n in range(instances)]
     records = [new_event("pinger", i, "$start", {}, f"{i}:start") for i in ids]
-    records += [new_event("pinger", ids[n % instances], "PING", {}, f"ping-{n}")
-                for n in range(events - instances)]
+    records += [
+        new_event("pinger", ids[n % instances], "PING", {}, f"ping-{n}")
+        for n in range(events - instances)
+    ]
     return [(e.key.encode(), encode_event(e)) for e in records]
 
 
@@ -85,8 +93,9 @@ def _our_agent(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) ->
     settings = deployment(bootstrap, "bagent")
     events = settings.topic(names.EVENTS)
     run(fast_produce(bootstrap, [(events, k, v) for k, v in inputs]))
-    worker = WorkerProcess(settings, workdir / "agent-data", workdir / "agent.log",
-                           {"OMNINODE_ROLES": "reducer"}).start()
+    worker = WorkerProcess(
+        settings, workdir / "agent-data", workdir / "agent.log", {"OMNINODE_ROLES": "reducer"}
+    ).start()
     try:
         seen = run(collect(bootstrap, [settings.topic(names.JOURNAL)], len(inputs), timeout_s))
     finally:
@@ -96,26 +105,49 @@ def _our_agent(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) ->
 
 def _faust_counter(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
     # its output is the table's changelog, which Faust creates
-    return _faust_baseline("bench.apps.counter", "bcount", "-counts-changelog", False,
-                           bootstrap, workdir, inputs, timeout_s)
+    return _faust_baseline(
+        "bench.apps.counter",
+        "bcount",
+        "-counts-changelog",
+        False,
+        bootstrap,
+        workdir,
+        inputs,
+        timeout_s,
+    )
 
 
 def _faust_forward(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
-    return _faust_baseline("bench.apps.forward", "bfwd", ".out", True, bootstrap, workdir,
-                           inputs, timeout_s)
+    return _faust_baseline(
+        "bench.apps.forward", "bfwd", ".out", True, bootstrap, workdir, inputs, timeout_s
+    )
 
 
-def _faust_baseline(module: str, prefix: str, output_suffix: str, create_output: bool,
-                    bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
+def _faust_baseline(
+    module: str,
+    prefix: str,
+    output_suffix: str,
+    create_output: bool,
+    bootstrap: str,
+    workdir: Path,
+    inputs: list,
+    timeout_s: float,
+) -> float:
     """events/s of a plain Faust app (bench/apps) fed the inputs, measured on its output."""
     app_id = f"{prefix}{uuid.uuid4().hex[:6]}"
     source, output = f"{app_id}.in", f"{app_id}{output_suffix}"
     run(_create_topics(bootstrap, [source, output] if create_output else [source]))
     run(fast_produce(bootstrap, [(source, k, v) for k, v in inputs]))
-    env = {"BENCH_APP_ID": app_id, "BENCH_INPUT": source, "BENCH_OUTPUT": output,
-           "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "BENCH_PARTITIONS": str(PARTITIONS)}
-    process = spawn(faust_worker(module, workdir / f"{prefix}-data"), env,
-                    workdir / f"{prefix}.log")
+    env = {
+        "BENCH_APP_ID": app_id,
+        "BENCH_INPUT": source,
+        "BENCH_OUTPUT": output,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "BENCH_PARTITIONS": str(PARTITIONS),
+    }
+    process = spawn(
+        faust_worker(module, workdir / f"{prefix}-data"), env, workdir / f"{prefix}.log"
+    )
     try:
         seen = run(collect(bootstrap, [output], len(inputs), timeout_s))
     finally:
@@ -128,8 +160,11 @@ def _passthrough(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) 
     source, target = f"{prefix}.in", f"{prefix}.out"
     run(_create_topics(bootstrap, [source, target]))
     run(fast_produce(bootstrap, [(source, k, v) for k, v in inputs]))
-    process = spawn([sys.executable, "-m", "bench.apps.passthrough", bootstrap, source, target,
-                     prefix], {}, workdir / "passthrough.log")
+    process = spawn(
+        [sys.executable, "-m", "bench.apps.passthrough", bootstrap, source, target, prefix],
+        {},
+        workdir / "passthrough.log",
+    )
     try:
         seen = run(collect(bootstrap, [target], len(inputs), timeout_s))
     finally:
@@ -143,17 +178,23 @@ def _checked_rate(seen: list[Seen], expected: int, what: str) -> float:
     return rate(seen)
 
 
-def end_to_end(bootstrap: str, workdir: Path, instances: int, paced_s: float,
-               timeout_s: float) -> dict:
+def end_to_end(
+    bootstrap: str, workdir: Path, instances: int, paced_s: float, timeout_s: float
+) -> dict:
     """Three awaited no-op effects per instance through two worker processes: peak
     instances/s, then latencies at half of that rate. The workers run the orchestration
     path (reducer, effects, computes); projectors are off the path from event to command
     and would run as their own processes in a deployment that needs them."""
     settings = deployment(bootstrap, "be2e")
-    env = {"OMNINODE_RSS_PATH": BENCH_RSS, "OMNINODE_HANDLERS": BENCH_HANDLERS,
-           "OMNINODE_ROLES": "reducer,effects,computes"}
-    workers = [WorkerProcess(settings, workdir / f"e2e-{n}-data", workdir / f"e2e-{n}.log",
-                             env).start() for n in ("a", "b")]
+    env = {
+        "OMNINODE_RSS_PATH": BENCH_RSS,
+        "OMNINODE_HANDLERS": BENCH_HANDLERS,
+        "OMNINODE_ROLES": "reducer,effects,computes",
+    }
+    workers = [
+        WorkerProcess(settings, workdir / f"e2e-{n}-data", workdir / f"e2e-{n}.log", env).start()
+        for n in ("a", "b")
+    ]
     try:
         for worker in workers:
             worker.wait_ready(120)
@@ -162,22 +203,29 @@ def end_to_end(bootstrap: str, workdir: Path, instances: int, paced_s: float,
     finally:
         for worker in workers:
             worker.stop()
-    return {"e2e_instances_per_s": peak, "half_peak_rate": peak / 2, **paced,
-            "e2e_settings": settings}
+    return {
+        "e2e_instances_per_s": peak,
+        "half_peak_rate": peak / 2,
+        **paced,
+        "e2e_settings": settings,
+    }
 
 
 def _starts(first: int, count: int) -> list[tuple[bytes, bytes]]:
     """Keyed, encoded $start events for instances ``first`` .. ``first + count - 1``."""
-    events = (new_event("three_effects", f"i{n}", "$start", {}, f"i{n}:start")
-              for n in range(first, first + count))
+    events = (
+        new_event("three_effects", f"i{n}", "$start", {}, f"i{n}:start")
+        for n in range(first, first + count)
+    )
     return [(e.key.encode(), encode_event(e)) for e in events]
 
 
 def _peak(settings: Settings, instances: int, timeout_s: float) -> float:
     events = settings.topic(names.EVENTS)
     began_ms = time.time() * 1000
-    run(fast_produce(settings.bootstrap_servers,
-                     [(events, k, v) for k, v in _starts(0, instances)]))
+    run(
+        fast_produce(settings.bootstrap_servers, [(events, k, v) for k, v in _starts(0, instances)])
+    )
     done = _finished(settings, instances, timeout_s)
     span_s = (max(done.values()) - began_ms) / 1000
     return instances / span_s
@@ -197,8 +245,7 @@ def _finished(settings: Settings, instances: int, timeout_s: float) -> dict[str,
     return done
 
 
-def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float,
-           offset: int) -> dict:
+def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float, offset: int) -> dict:
     count = max(1, int(per_s * seconds))
     events = settings.topic(names.EVENTS)
     tick_s = 0.05
@@ -222,10 +269,17 @@ def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float,
 
     run(pace())
     total = offset + count
-    journal = run(collect(settings.bootstrap_servers, [settings.topic(names.JOURNAL)],
-                          4 * total, timeout_s))
-    commands = run(collect(settings.bootstrap_servers,
-                           [settings.topic(names.EFFECT_COMMANDS)], 3 * total, timeout_s))
+    journal = run(
+        collect(settings.bootstrap_servers, [settings.topic(names.JOURNAL)], 4 * total, timeout_s)
+    )
+    commands = run(
+        collect(
+            settings.bootstrap_servers,
+            [settings.topic(names.EFFECT_COMMANDS)],
+            3 * total,
+            timeout_s,
+        )
+    )
     keys = {f"three_effects:i{n}" for n in range(offset, total)}
     return _latencies(journal, commands, keys)
 
@@ -265,8 +319,11 @@ def recovery(settings: Settings, workdir: Path, timeout_s: float) -> dict:
     """Seconds for a fresh worker (no local state) to restore every snapshot from the
     changelog, beside the start-up of a worker with nothing to restore."""
     empty = deployment(settings.bootstrap_servers, "bempty")
-    env = {"OMNINODE_ROLES": "reducer", "OMNINODE_RSS_PATH": BENCH_RSS,
-           "OMNINODE_HANDLERS": BENCH_HANDLERS}
+    env = {
+        "OMNINODE_ROLES": "reducer",
+        "OMNINODE_RSS_PATH": BENCH_RSS,
+        "OMNINODE_HANDLERS": BENCH_HANDLERS,
+    }
     baseline_s = _time_to_ready(empty, workdir / "empty", env, timeout_s)
     restore_s = _time_to_ready(settings, workdir / "restore", env, timeout_s)
     changelog = changelog_topic(settings, names.SNAPSHOT_TABLE)
@@ -294,14 +351,17 @@ def _time_to_ready(settings: Settings, directory: Path, env: dict, timeout_s: fl
         worker.stop()
 
 
-
 def burst(bootstrap: str, workdir: Path, commands: int, watch_s: float) -> dict:
     """Back-pressure: a burst of commands far larger than memory should hold, for a handler
     that takes 50 ms, four at a time. The worker's resident memory is sampled before and
     during the burst; bounded buffers keep the peak near the idle figure."""
     settings = deployment(bootstrap, "bburst")
-    env = {"OMNINODE_ROLES": "effects", "OMNINODE_WORKER_CONCURRENCY": "4",
-           "OMNINODE_RSS_PATH": BENCH_RSS, "OMNINODE_HANDLERS": BENCH_HANDLERS}
+    env = {
+        "OMNINODE_ROLES": "effects",
+        "OMNINODE_WORKER_CONCURRENCY": "4",
+        "OMNINODE_RSS_PATH": BENCH_RSS,
+        "OMNINODE_HANDLERS": BENCH_HANDLERS,
+    }
     worker = WorkerProcess(settings, workdir / "burst-data", workdir / "burst.log", env).start()
     try:
         worker.wait_ready(120)
@@ -310,9 +370,27 @@ def burst(bootstrap: str, workdir: Path, commands: int, watch_s: float) -> dict:
         idle_mb = _rss_mb(pid)
         topic = settings.topic(names.EFFECT_COMMANDS)
         filler = "x" * 1000  # about 1 KB of input per command
-        records = [(topic, f"burst:i{n}".encode(), encode_command(Command(
-            f"burst:i{n}:1:1", "burst", f"i{n}", 1, "effect", "bench_slow", "await",
-            {"filler": filler}, RetryPolicy(), None))) for n in range(commands)]
+        records = [
+            (
+                topic,
+                f"burst:i{n}".encode(),
+                encode_command(
+                    Command(
+                        f"burst:i{n}:1:1",
+                        "burst",
+                        f"i{n}",
+                        1,
+                        "effect",
+                        "bench_slow",
+                        "await",
+                        {"filler": filler},
+                        RetryPolicy(),
+                        None,
+                    )
+                ),
+            )
+            for n in range(commands)
+        ]
         run(fast_produce(bootstrap, records))
         peak_mb = idle_mb
         deadline = time.monotonic() + watch_s

@@ -20,8 +20,9 @@ app = faust.App(
     **profile_options(Settings(profile="local")),  # OmniNode's local-profile settings
 )
 source = app.topic(os.environ["BENCH_INPUT"], key_serializer="raw", value_serializer="raw")
-counts = app.Table("counts", default=int, key_type=bytes, value_type=int,
-                   options={"driver": "rocksdict"})
+counts = app.Table(
+    "counts", default=int, key_type=bytes, value_type=int, options={"driver": "rocksdict"}
+)
 
 
 @app.agent(source)
