@@ -13,6 +13,7 @@
 | OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
 | OMNINODE_PROCESSING_GUARANTEE | at_least_once or exactly_once (transactions) | at_least_once |
+| OMNINODE_MAX_* | input limits (``app.spi.limits``, docs/runtime.md#limits) | see there |
 | KAFKA_SECURITY_PROTOCOL | PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL | PLAINTEXT |
 | KAFKA_SASL_MECHANISM / _USERNAME / _PASSWORD | SASL credentials (PLAIN, SCRAM-SHA-256/512) | |
 | KAFKA_SSL_CAFILE / _CERTFILE / _KEYFILE | TLS files | |
@@ -30,6 +31,7 @@ import yaml
 from aiokafka.helpers import create_ssl_context
 
 from app.core.durations import parse_duration_ms
+from app.spi.limits import DEFAULT_LIMITS, Limits
 
 Profile = Literal["production", "local"]
 ROLES = frozenset({"reducer", "effects", "computes", "projector"})
@@ -67,6 +69,7 @@ class Settings:
     worker_concurrency: int = 8
     processing_guarantee: str = "at_least_once"
     security: Security = Security()
+    limits: Limits = DEFAULT_LIMITS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -109,6 +112,7 @@ class Settings:
                 ssl_certfile=env.get("KAFKA_SSL_CERTFILE"),
                 ssl_keyfile=env.get("KAFKA_SSL_KEYFILE"),
             ),
+            limits=limits_from_env(env),
         )
 
     @property
@@ -148,6 +152,21 @@ class Settings:
                 keyfile=security.ssl_keyfile,
             )
         return options
+
+
+def limits_from_env(env: Mapping[str, str] | None = None) -> Limits:
+    """``Limits`` with every ``OMNINODE_MAX_<NAME>`` that is set (a positive integer)."""
+    env = os.environ if env is None else env
+    values: dict[str, int] = {}
+    for name in Limits.names():
+        variable = f"OMNINODE_MAX_{name.upper()}"
+        value = _int(env, variable)
+        if value is None:
+            continue
+        if value <= 0:
+            raise SettingsError(f"{variable} must be a positive integer, not {value}")
+        values[name] = value
+    return Limits(**values)
 
 
 def _split(value: str, separator: str) -> list[str]:

@@ -1,0 +1,80 @@
+"""The limits every input is held to, and the checks of plain JSON values.
+
+One frozen :class:`Limits` travels with the charts (the loader and the reducer read it) and
+with the runtime (the agents read it); ``app.infra.settings.limits_from_env`` fills it from
+``OMNINODE_MAX_*`` variables. The defaults keep every record the runtime writes (a
+snapshot with its unconfirmed outputs, a journal record, a command, a dead letter) well
+under Kafka's default 1 MiB request and message size. ``docs/runtime.md#limits`` is the
+table users read; keep it in step with this one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+KIB = 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    # Wire: an inbound record on the events or results topic.
+    event_bytes: int = 256 * KIB  # key + value of one inbound record
+    key_bytes: int = 512  # a record key, `workflowType:instanceId`
+    json_depth: int = 32  # nesting of payloads, data, command inputs and handler results
+    # The reducer: one instance.
+    snapshot_bytes: int = 256 * KIB  # an instance's snapshot as canonical JSON
+    evaluations_per_step: int = 10_000  # guards and `when` conditions evaluated by one step
+    # Handlers.
+    result_bytes: int = 128 * KIB  # a handler's result as JSON
+    # Charts.
+    chart_bytes: int = 1024 * KIB  # one RSS file
+    yaml_depth: int = 64  # nesting of YAML collections in a chart
+    yaml_aliases: int = 64  # `*alias` references in a chart
+    yaml_nodes: int = 100_000  # YAML nodes after aliases are expanded
+    state_depth: int = 16  # nesting of states
+    delay_ms: int = 3650 * 86_400_000  # the longest `after` delay (ten years)
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+DEFAULT_LIMITS = Limits()
+
+
+def canonical_json(value: Any) -> str:
+    """The one canonical JSON text: sorted keys, no spaces, no NaN or infinity."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def json_problem(value: Any, max_depth: int) -> str | None:
+    """Why ``value`` is not plain JSON within ``max_depth`` levels (None: it is).
+
+    Plain JSON: None, bool, int, finite float, str, lists and string-keyed dicts. Iterative,
+    so a value nested far deeper than the limit is refused without deep recursion.
+    """
+    stack: list[tuple[Any, int, str]] = [(value, 1, "")]
+    while stack:
+        item, depth, where = stack.pop()
+        if item is None or isinstance(item, bool | int | str):
+            continue
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{where or 'value'} is {item!r}, not a JSON number"
+            continue
+        if isinstance(item, list | tuple | dict) and depth > max_depth:
+            return f"nested deeper than {max_depth} levels at {where or 'the top'}"
+        if isinstance(item, list | tuple):
+            stack.extend((child, depth + 1, f"{where}[{i}]") for i, child in enumerate(item))
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                if not isinstance(key, str):
+                    kind = type(key).__name__
+                    return f"{where or 'value'} has a {kind} key; JSON keys are strings"
+                stack.append((child, depth + 1, f"{where}.{key}" if where else key))
+        else:
+            return f"{where or 'value'} is a {type(item).__name__}, not a JSON value"
+    return None
