@@ -13,6 +13,7 @@ from typing import Any, Literal
 from app.core.expressions import Expr
 from app.core.guards import GuardRegistry
 from app.spi.envelopes import DispatchKind, DispatchMode, RetryPolicy
+from app.spi.limits import DEFAULT_LIMITS, Limits
 
 StateType = Literal["atomic", "compound", "parallel", "final", "history"]
 ROOT = ""
@@ -141,6 +142,8 @@ class Chart:
     dispatch_names: frozenset[str]
     guards: GuardRegistry = field(compare=False, repr=False)
     validators: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
+    # The limits the chart was loaded with; the reducer holds its steps to them too.
+    limits: Limits = field(compare=False, repr=False, default=DEFAULT_LIMITS)
     # Derived facts memoized per chart (e.g. transition domains); never part of equality.
     memo: dict[Any, Any] = field(compare=False, repr=False, default_factory=dict)
 
