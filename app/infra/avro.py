@@ -21,6 +21,8 @@ import fastavro
 import fastavro.schema
 from faust.serializers import codecs
 
+from app.spi.limits import DEFAULT_LIMITS, canonical_json, json_problem
+
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "avro_schemas"
 MAGIC = 0
 HEADER = struct.Struct(">bI")
@@ -94,14 +96,25 @@ def register_faust_codecs() -> None:
 
 
 def json_text(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    """Canonical JSON; NaN and infinity are refused (ValueError), as JSON has neither."""
+    return canonical_json(value)
 
 
-def json_object(text: str, what: str) -> dict[str, Any]:
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_object(text: str, what: str, max_depth: int = DEFAULT_LIMITS.json_depth) -> dict[str, Any]:
+    """Strict JSON object: no NaN/Infinity, no number beyond a float's range, no nesting
+    deeper than ``max_depth``; anything else is an AvroDecodeError with the reason."""
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AvroDecodeError(f"{what} is not JSON: {exc}") from exc
+        value = json.loads(text, parse_constant=_refuse_constant)
+    except (ValueError, RecursionError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+        raise AvroDecodeError(f"{what} is not JSON: {reason}") from exc
     if not isinstance(value, dict):
         raise AvroDecodeError(f"{what} must be a JSON object")
+    problem = json_problem(value, max_depth)
+    if problem is not None:
+        raise AvroDecodeError(f"{what}: {problem}")
     return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from typing import Any, cast
 
@@ -16,6 +17,7 @@ from app.spi.envelopes import (
     JournalRecord,
     RetryPolicy,
 )
+from app.spi.limits import DEFAULT_LIMITS
 
 EVENT = "omninode.Event"
 COMMAND = "omninode.Command"
@@ -35,16 +37,17 @@ def event_record(event: Event, seq: int | None = None) -> dict[str, Any]:
     return {**event.to_dict(), "seq": seq, "payload": json_text(dict(event.payload))}
 
 
-def event_from_record(record: dict[str, Any]) -> Event:
-    return Event.from_dict({**record, "payload": json_object(record["payload"], "event payload")})
+def event_from_record(record: dict[str, Any], max_depth: int = DEFAULT_LIMITS.json_depth) -> Event:
+    payload = json_object(record["payload"], "event payload", max_depth)
+    return Event.from_dict({**record, "payload": payload})
 
 
 def encode_event(event: Event) -> bytes:
     return codec(EVENT).encode(event_record(event))
 
 
-def decode_event(data: bytes | None) -> Event:
-    return event_from_record(codec(EVENT).decode(data))
+def decode_event(data: bytes | None, max_depth: int = DEFAULT_LIMITS.json_depth) -> Event:
+    return event_from_record(codec(EVENT).decode(data), max_depth)
 
 
 def encode_command(command: Command) -> bytes:
@@ -120,6 +123,13 @@ def decode_journal(data: bytes | None) -> JournalRecord:
     )
 
 
+# A dead letter must always fit in one Kafka record (1 MiB by default), whatever it holds.
+DEAD_LETTER_VALUE_BYTES = 512 * 1024  # kept whole up to this size
+DEAD_LETTER_PREFIX_BYTES = 4 * 1024  # beyond it, only this prefix
+DEAD_LETTER_KEY_BYTES = 1024
+DEAD_LETTER_REASON_CHARS = 4000
+
+
 def dead_letter(
     reason: str,
     stage: str,
@@ -127,9 +137,22 @@ def dead_letter(
     key: bytes | None,
     value: bytes | None,
     event: Event | None = None,
+    *,
+    workflow_type: str | None = None,
+    instance_id: str | None = None,
 ) -> bytes:
-    """A dead-letter record: the original bytes, the reason and where they came from."""
+    """A dead-letter record: the original bytes (a bounded prefix of oversized ones, with
+    their size and hash), the reason and where they came from, and the instance when the
+    event, the caller or the key (``workflowType:instanceId``) tells it."""
     topic, partition, offset = source
+    if event is not None:
+        workflow_type, instance_id = event.workflow_type, event.instance_id
+    elif workflow_type is None and instance_id is None:
+        workflow_type, instance_id = _instance_of_key(key)
+    size = len(value) if value is not None else 0
+    truncated = size > DEAD_LETTER_VALUE_BYTES
+    if len(reason) > DEAD_LETTER_REASON_CHARS:
+        reason = reason[:DEAD_LETTER_REASON_CHARS] + f"... ({len(reason)} characters)"
     return codec(DEAD_LETTER).encode(
         {
             "reason": reason,
@@ -137,14 +160,23 @@ def dead_letter(
             "source_topic": topic,
             "source_partition": partition,
             "source_offset": offset,
-            "key": key,
-            "value": value,
-            "workflow_type": event.workflow_type if event else None,
-            "instance_id": event.instance_id if event else None,
+            "key": key[:DEAD_LETTER_KEY_BYTES] if key is not None else None,
+            "value": value[:DEAD_LETTER_PREFIX_BYTES] if truncated and value else value,
+            "value_size": size,
+            "value_sha256": hashlib.sha256(value).hexdigest() if value is not None else None,
+            "value_truncated": truncated,
+            "workflow_type": workflow_type,
+            "instance_id": instance_id,
             "event_type": event.type if event else None,
             "failed_at": utc_now(),
         }
     )
+
+
+def _instance_of_key(key: bytes | None) -> tuple[str | None, str | None]:
+    text = key.decode("utf-8", "replace") if key and len(key) <= DEAD_LETTER_KEY_BYTES else ""
+    workflow_type, colon, instance_id = text.partition(":")
+    return (workflow_type, instance_id) if colon and workflow_type and instance_id else (None, None)
 
 
 def decode_dead_letter(data: bytes | None) -> dict[str, Any]:
