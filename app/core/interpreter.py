@@ -49,6 +49,8 @@ class StepResult:
     snapshot: Snapshot | None
     commands: tuple[Command, ...]
     trace: StepTrace
+    # The snapshot's canonical JSON when :func:`app.core.bounds.bounded_step` measured it.
+    snapshot_json: str | None = None
 
 
 def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:

@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from app.core.bounds import bounded_step
 from app.core.errors import CoreError
-from app.core.interpreter import StepResult, step
+from app.core.interpreter import StepResult
 from app.core.model import Chart
 from app.core.snapshot import Snapshot
 from app.spi.envelopes import Command, Event, JournalRecord
@@ -31,7 +32,7 @@ def replay(chart: Chart, records: Iterable[JournalRecord]) -> ReplayResult:
     snapshot: Snapshot | None = None
     emitted: list[tuple[int, tuple[Command, ...]]] = []
     for record in records:
-        result = step(chart, snapshot, record.event)
+        result = bounded_step(chart, snapshot, record.event)
         _check(record, result)
         snapshot = result.snapshot
         emitted.append((record.seq, result.commands))

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from app.core.bounds import bounded_step
 from app.core.errors import DuplicateWorkflow, UnknownWorkflow
-from app.core.interpreter import StepResult, StepTrace, step
+from app.core.interpreter import StepResult, StepTrace
 from app.core.model import Chart
 from app.core.snapshot import Snapshot
 from app.spi.envelopes import Event
@@ -50,10 +51,11 @@ class ChartRegistry:
         return workflow in self._charts
 
     def route(self, snapshot: Snapshot | None, event: Event) -> StepResult:
-        """Step ``event`` with the chart its instance runs on; unknown types are rejected."""
+        """Step ``event`` with the chart its instance runs on, held to the chart's limits;
+        unknown types are rejected."""
         try:
             version = snapshot.version if snapshot is not None else None
             chart = self.get(event.workflow_type, version)
         except UnknownWorkflow as exc:
             return StepResult(snapshot, (), StepTrace("rejected", event.type, None, str(exc)))
-        return step(chart, snapshot, event)
+        return bounded_step(chart, snapshot, event)

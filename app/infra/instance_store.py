@@ -6,8 +6,10 @@ the *same* table value as the snapshot: one RocksDB write and one changelog reco
 snapshot survives a crash, so do its outputs, and a redelivery of the event that produced
 them (recognised as a duplicate) sends them again. Outputs are dropped once the consumer
 offset of their source record is committed, because Faust flushes the producer before it
-commits, never before. ``OUTPUT_LIMIT`` unconfirmed outputs make the reducer ask for a
-commit early, which keeps the stored value small for a hot instance.
+commits, never before. ``OUTPUT_LIMIT`` unconfirmed outputs, or ``OUTPUT_BYTES`` of them,
+make the reducer ask for a commit early, which keeps the stored value small for a hot
+instance; an output larger than ``OUTPUT_BYTES`` on its own is never stored (the reducer
+makes it durable before it writes the snapshot).
 """
 
 from __future__ import annotations
@@ -18,9 +20,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.snapshot import Snapshot
+from app.core.snapshot import Snapshot, dumps
 
 OUTPUT_LIMIT = 32  # unconfirmed outputs of one instance that trigger an early commit
+OUTPUT_BYTES = 64 * 1024  # ... or their encoded size that does
+# The largest stored value written: a snapshot within OMNINODE_MAX_SNAPSHOT_BYTES with
+# OUTPUT_BYTES of outputs is far below it; Kafka's default request limit is 1 MiB.
+STORED_VALUE_BYTES = 900_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,14 @@ class StepOutput:
         if not self.json_text:
             text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
             object.__setattr__(self, "json_text", text)
+
+    @property
+    def size(self) -> int:
+        return len(self.json_text)
+
+    @property
+    def source(self) -> tuple[str, int, int]:
+        return (self.topic, self.partition, self.offset)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -63,8 +77,9 @@ class StoredInstance:
         return next((o for o in self.outputs if o.event_id == event_id), None)
 
 
-def encode_stored(stored: StoredInstance) -> bytes:
-    snapshot = json.dumps(stored.snapshot.to_dict(), sort_keys=True, separators=(",", ":"))
+def encode_stored(stored: StoredInstance, snapshot_json: str | None = None) -> bytes:
+    """The table value; ``snapshot_json``, when given, is the snapshot's canonical JSON."""
+    snapshot = snapshot_json if snapshot_json is not None else dumps(stored.snapshot)
     outputs = ",".join(o.json_text for o in stored.outputs)
     return f'{{"outputs":[{outputs}],"snapshot":{snapshot}}}'.encode()
 

@@ -40,12 +40,15 @@ import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 
+from app.core.interpreter import StepResult
 from app.core.replay import journal_record
 from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot
 from app.infra import settings as topics
 from app.infra.instance_store import (
+    OUTPUT_BYTES,
     OUTPUT_LIMIT,
+    STORED_VALUE_BYTES,
     DecodedCache,
     StepOutput,
     StoredInstance,
@@ -59,6 +62,7 @@ from app.infra.wire import (
     encode_journal,
 )
 from app.spi.envelopes import Command, Event
+from app.spi.limits import DEFAULT_LIMITS, Limits
 
 
 @dataclass
@@ -78,6 +82,10 @@ async def _cannot_commit() -> None:
     return None
 
 
+class StoredValueTooLarge(Exception):
+    """A stored value over ``STORED_VALUE_BYTES``: the limits were raised past what fits."""
+
+
 class Reducer:
     def __init__(
         self,
@@ -87,6 +95,7 @@ class Reducer:
         outbox: Outbox,
         committed: Callable[[str, int], int | None] = _never_committed,
         commit: Callable[[], Awaitable[object]] = _cannot_commit,
+        limits: Limits = DEFAULT_LIMITS,
     ) -> None:
         self.registry = registry
         self.snapshots = snapshots
@@ -94,12 +103,18 @@ class Reducer:
         self.outbox = outbox
         self.committed = committed
         self.commit = commit
+        self.limits = limits
         self.decoded = DecodedCache()
         self.stats = ReducerStats()
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
+        # 1. Decode, within the limits.
+        problem = self._size_problem(key, value)
+        if problem is not None:
+            await self._dead_letter(problem, "decode", source, key, value)
+            return
         try:
-            event = decode_event(value)
+            event = decode_event(value, self.limits.json_depth)
         except (AvroDecodeError, KeyError, TypeError) as exc:
             await self._dead_letter(f"undecodable event: {exc}", "decode", source, key, value)
             return
@@ -109,10 +124,19 @@ class Reducer:
             return
         await self._step(key, value, event, source)
 
+    def _size_problem(self, key: bytes | None, value: bytes | None) -> str | None:
+        if key is not None and (problem := self.limits.exceeded("key_bytes", len(key))):
+            return f"record key bytes: {problem}"
+        if value is not None and (problem := self.limits.exceeded("event_bytes", len(value))):
+            return f"record bytes: {problem}"
+        return None
+
     async def _step(self, key: bytes, value: bytes | None, event: Event, source: Source) -> None:
+        # 2. Read the stored value.
         raw = self.snapshots.get(key)
         stored = self.decoded.decode(key, raw) if raw is not None else None
         before = stored.snapshot if stored is not None else None
+        # 3. Step.
         result = self.registry.route(before, event)
         trace = result.trace
         if trace.outcome == "rejected":
@@ -120,7 +144,7 @@ class Reducer:
             await self._dead_letter(trace.reason or "rejected", stage, source, key, value, event)
             return
         if trace.outcome == "duplicate" and stored is not None and raw is not None:
-            await self._redelivered(key, raw, stored, event)
+            await self._redelivered(key, raw, stored, event, source)
             return
         record = journal_record(event, result)
         if result.snapshot is None or record is None:
@@ -128,35 +152,59 @@ class Reducer:
         records = [(topics.JOURNAL, encode_journal(record))]
         records += [(_command_topic(c), encode_command(c)) for c in result.commands]
         output = StepOutput(event.event_id, *source, records=tuple(records))
-        kept = await self._kept_outputs(stored.outputs if stored is not None else ())
-        after = StoredInstance(result.snapshot, (*kept, output))
-        encoded = encode_stored(after)
-        self.snapshots[key] = encoded
-        self.decoded.remember(key, encoded, after)
-        for topic, data in records:
-            await self.outbox.send(topic, key, data)
+        kept = await self._kept_outputs(stored.outputs if stored is not None else (), output)
+        if output.size > OUTPUT_BYTES:
+            # 4'. Too large to keep with the snapshot: make the outputs durable first.
+            await self._send(key, output)
+            await self.commit()  # flushes the producer: a barrier
+            self._write(key, StoredInstance(result.snapshot, self._unconfirmed(kept)), result)
+        else:
+            # 4. The snapshot with this step's outputs, one table value.
+            self._write(key, StoredInstance(result.snapshot, (*kept, output)), result)
+            # 5. Send the journal record, then the commands.
+            await self._send(key, output)
+        # 6. The armed timers.
         self._store_timers(key, before, result.snapshot)
         self.stats.applied += 1
+        # 7. Returning acks the record.
 
-    async def _redelivered(
-        self, key: bytes, raw: bytes, stored: StoredInstance, event: Event
-    ) -> None:
-        """A redelivery after a crash: write the snapshot, the timers and the event's
-        outputs again, since any of them may not have reached Kafka the first time."""
-        self.stats.duplicates += 1
-        self.snapshots[key] = raw
-        self._store_timers(key, None, stored.snapshot)
-        output = stored.output_of(event.event_id)
-        if output is None:
-            return  # its source offset was committed, so its outputs were flushed
-        self.stats.reemitted += 1
+    def _write(self, key: bytes, after: StoredInstance, result: StepResult) -> None:
+        encoded = encode_stored(after, result.snapshot_json)
+        if len(encoded) > STORED_VALUE_BYTES:
+            raise StoredValueTooLarge(
+                f"stored value of {len(encoded)} bytes is over {STORED_VALUE_BYTES}: "
+                "OMNINODE_MAX_SNAPSHOT_BYTES is set higher than Kafka's request limit allows"
+            )
+        self.snapshots[key] = encoded
+        self.decoded.remember(key, encoded, after)
+
+    async def _send(self, key: bytes, output: StepOutput) -> None:
         for topic, data in output.records:
             await self.outbox.send(topic, key, data)
 
-    async def _kept_outputs(self, outputs: tuple[StepOutput, ...]) -> tuple[StepOutput, ...]:
+    async def _redelivered(
+        self, key: bytes, raw: bytes, stored: StoredInstance, event: Event, source: Source
+    ) -> None:
+        """A duplicate event id. The same record read again (a redelivery after a crash):
+        write the snapshot, the timers and its outputs again, since any of them may not
+        have reached Kafka. A copy of the event at another offset (a producer sent it
+        twice) changes nothing and sends nothing."""
+        self.stats.duplicates += 1
+        output = stored.output_of(event.event_id)
+        if output is None or output.source != source:
+            return  # a copy, or a record whose outputs were flushed before its commit
+        self.snapshots[key] = raw
+        self._store_timers(key, None, stored.snapshot)
+        self.stats.reemitted += 1
+        await self._send(key, output)
+
+    async def _kept_outputs(
+        self, outputs: tuple[StepOutput, ...], incoming: StepOutput
+    ) -> tuple[StepOutput, ...]:
         """The stored outputs still needed for a redelivery (see step 4 of the ordering)."""
         kept = self._unconfirmed(outputs)
-        if len(kept) >= OUTPUT_LIMIT:
+        size = sum(o.size for o in kept) + incoming.size
+        if kept and (len(kept) >= OUTPUT_LIMIT or size > OUTPUT_BYTES):
             self.stats.early_commits += 1
             await self.commit()
             kept = self._unconfirmed(kept)

@@ -41,6 +41,13 @@ class Limits:
     def names(cls) -> tuple[str, ...]:
         return tuple(f.name for f in fields(cls))
 
+    def exceeded(self, name: str, size: int) -> str | None:
+        """The reason ``size`` breaks limit ``name`` (None: within it), naming its variable."""
+        limit: int = getattr(self, name)
+        if size <= limit:
+            return None
+        return f"{size} is over the limit of {limit} (OMNINODE_MAX_{name.upper()})"
+
 
 DEFAULT_LIMITS = Limits()
 

@@ -1,0 +1,66 @@
+"""The step the runtime runs: :func:`step`, held to the chart's size limits.
+
+A snapshot over ``limits.snapshot_bytes`` (or a step whose commands carry more input than
+that) would make a stored value too large for Kafka, so the step fails the instance
+instead, with the reason, exactly like any other run-time error: status ``failed``, the
+last valid data kept, completed effects compensated. The verdict depends only on the
+chart, the snapshot and the event, so replay and the simulator, which run this same
+function, reach it too. The measured JSON text is handed on (``snapshot_json``) so the
+runtime does not serialize the snapshot a second time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from app.core.interpreter import StepResult, StepTrace, step
+from app.core.model import Chart
+from app.core.run import compensation_commands
+from app.core.snapshot import Snapshot, dumps
+from app.spi.envelopes import Event
+from app.spi.limits import canonical_json
+
+
+def bounded_step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
+    result = step(chart, snapshot, event)
+    if result.snapshot is None or not result.trace.accepted:
+        return result
+    text = dumps(result.snapshot)
+    problem = _size_problem(chart, text, result)
+    if problem is None:
+        return replace(result, snapshot_json=text)
+    if snapshot is None:  # a $start whose data alone is too large: no instance
+        return StepResult(None, (), StepTrace("rejected", event.type, None, problem))
+    if not snapshot.is_active:  # a finished instance only records the delivery
+        return replace(result, snapshot_json=text)
+    failed = fail_step(chart, snapshot, event, problem)
+    assert failed.snapshot is not None
+    return replace(failed, snapshot_json=dumps(failed.snapshot))
+
+
+def _size_problem(chart: Chart, text: str, result: StepResult) -> str | None:
+    limit = chart.limits.snapshot_bytes
+    size = len(text)  # canonical JSON escapes non-ASCII: characters are bytes
+    if size > limit:
+        return (
+            f"the snapshot would be {size} bytes, over the limit of {limit} "
+            "(OMNINODE_MAX_SNAPSHOT_BYTES)"
+        )
+    inputs = sum(len(canonical_json(dict(c.input))) for c in result.commands)
+    if inputs > limit:
+        return (
+            f"the step's commands would carry {inputs} bytes of input, over the limit of "
+            f"{limit} (OMNINODE_MAX_SNAPSHOT_BYTES)"
+        )
+    return None
+
+
+def fail_step(chart: Chart, snapshot: Snapshot, event: Event, reason: str) -> StepResult:
+    """``event`` delivered to an active ``snapshot`` fails it: nothing of the step is kept
+    but the delivery (next seq, event id remembered); completed effects are compensated."""
+    base = snapshot.with_delivery(event.event_id, event.occurred_at)
+    failed = replace(base, status="failed", timers=(), pending=(), reason=reason)
+    commands = compensation_commands(
+        chart, snapshot.instance_id, base.seq, list(base.completed_effects)
+    )
+    return StepResult(failed, tuple(commands), StepTrace("failed", event.type, base.seq, reason))
