@@ -26,6 +26,7 @@ from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, TopicSpec
 from app.infra.timer_service import TimerService
 from app.infra.worker_agent import CommandRunner
+from app.spi.limits import Limits
 
 log = logging.getLogger("omninode")
 TIMER_INTERVAL_S = 0.5
@@ -118,7 +119,7 @@ def build_app(
     )
     outbox = FaustOutbox(app, manifest)
     if "reducer" in settings.roles:
-        _reducer_agents(app, outbox, registry, partitions)
+        _reducer_agents(app, outbox, registry, partitions, settings.limits)
     kinds = (("effects", names.EFFECT_COMMANDS), ("computes", names.COMPUTE_COMMANDS))
     for role, topic in kinds:
         if role in settings.roles:
@@ -169,7 +170,11 @@ def _consume(
 
 
 def _reducer_agents(
-    app: faust.App, outbox: FaustOutbox, registry: ChartRegistry, partitions: int
+    app: faust.App,
+    outbox: FaustOutbox,
+    registry: ChartRegistry,
+    partitions: int,
+    limits: Limits,
 ) -> None:
     snapshots = _table(app, names.SNAPSHOT_TABLE, partitions)
     timers = _table(app, names.TIMER_TABLE, partitions)
@@ -183,7 +188,7 @@ def _reducer_agents(
         # Flushes the producer, then commits the offsets of every record acked so far.
         await app.consumer.commit()
 
-    reducer = Reducer(registry, snapshots, timers, outbox, committed, commit)
+    reducer = Reducer(registry, snapshots, timers, outbox, committed, commit, limits)
     _consume(app, outbox, (names.EVENTS, names.RESULTS), "reducer", 1, reducer.handle)
     service = TimerService(outbox)
 
