@@ -2,18 +2,31 @@
 
 Commit ordering, for one inbound record (an event or a worker's result):
 
-1. Decode the bytes (Avro, Confluent wire format). Undecodable bytes, a key that is not the
-   event's ``workflowType:instanceId``, or an unknown workflow type are sent to dead letters
-   with the reason; nothing else happens for that record.
+1. Check the record against the limits (key and value size), then decode it (Avro,
+   Confluent wire format, a strict JSON payload of bounded depth). An oversized or
+   undecodable record, a key that is not the event's ``workflowType:instanceId``, or an
+   unknown workflow type is sent to dead letters with the reason; nothing else happens.
 2. Read the instance's stored value from the RocksDB table: its snapshot and the outputs
    of its recent steps whose source offsets are not committed yet (absent: a new instance).
-3. Run the pure ``step`` (through the router). It never raises. A rejected event (unknown
-   instance, payload failing the declared schema) goes to dead letters. A duplicate event
-   id is a redelivery after a crash: write the stored value and the timers again and send
-   that event's stored outputs again (they may never have reached Kafka), then stop.
+3. Run the pure step held to the chart's limits (``bounded_step``, through the router). It
+   never raises. A rejected event (unknown instance, payload failing the declared schema)
+   goes to dead letters. A duplicate event id read from the same topic, partition and
+   offset as the stored output of that event is a redelivery after a crash: write the
+   stored value and the timers again and send that event's stored outputs again (they may
+   never have reached Kafka), then stop. A duplicate at another offset (a producer sent the
+   same event twice) changes and sends nothing.
 4. Write the new snapshot *together with* this step's encoded outputs (journal record and
    commands) as one table value: one RocksDB write and one changelog record, on the
-   partition of the inbound record. Either both survive a crash or neither does.
+   partition of the inbound record. Either both survive a crash or neither does. When the
+   instance already holds ``OUTPUT_LIMIT`` unconfirmed outputs, or ``OUTPUT_BYTES`` of them
+   with this one, ask for a commit first, which confirms them (every earlier record has
+   been acked), so the stored value stays small.
+   4'. An output larger than ``OUTPUT_BYTES`` on its own is not stored: it is sent first
+   (step 5), then a commit flushes the producer (a barrier: the outputs are acknowledged),
+   then the snapshot is written without it. A crash before the snapshot is written applies
+   the event again from the previous snapshot, which gives the same outputs.
+   A stored value over ``STORED_VALUE_BYTES`` (only possible with limits raised past
+   Kafka's request size) raises before anything is written or sent.
 5. Send the journal record (key, seq) and then the step's commands to their topics. Sends
    are buffered by the producer and never awaited one by one.
 6. Write the instance's armed timers to the timer table (deleted when none are left).
@@ -22,16 +35,14 @@ Commit ordering, for one inbound record (an event or a worker's result):
    by the broker; ``faust_transport`` makes that flush a true barrier), then commits the
    consumer offsets, then stores the table offsets in RocksDB. Stored outputs whose source
    offset is below the committed offset are dropped at the instance's next write; an
-   unconfirmed output is never dropped. When an instance already holds ``OUTPUT_LIMIT``
-   unconfirmed outputs (a hot instance within one commit interval), step 4 first asks for
-   that commit, which confirms them (every earlier record has been acked), so the stored
-   value stays small.
+   unconfirmed output is never dropped.
 
 A crash anywhere before step 7 commits redelivers the record. If the value of step 4 was
 lost too, the event is applied again from the previous snapshot and gives the same seq,
 the same journal record and the same command ids (the reducer is deterministic). If it
 survived, step 3 re-sends what step 5 and 6 may have lost. Downstream de-duplicates by
-``(instance, seq)`` and by command id.
+``(instance, seq)`` and by command id. An exception anywhere is caught by the agent loop
+(faust_app), which dead-letters the record at stage ``internal`` and goes on.
 """
 
 from __future__ import annotations
@@ -152,15 +163,21 @@ class Reducer:
         records = [(topics.JOURNAL, encode_journal(record))]
         records += [(_command_topic(c), encode_command(c)) for c in result.commands]
         output = StepOutput(event.event_id, *source, records=tuple(records))
-        kept = await self._kept_outputs(stored.outputs if stored is not None else (), output)
+        kept = self._unconfirmed(stored.outputs) if stored is not None else ()
         if output.size > OUTPUT_BYTES:
-            # 4'. Too large to keep with the snapshot: make the outputs durable first.
+            # 4'. Too large to keep with the snapshot: make the outputs durable first
+            # (the commit flushes the producer, a barrier), then write the snapshot alone.
+            self._encode(StoredInstance(result.snapshot, kept), result)  # refuse before sending
             await self._send(key, output)
-            await self.commit()  # flushes the producer: a barrier
+            await self.commit()
             self._write(key, StoredInstance(result.snapshot, self._unconfirmed(kept)), result)
         else:
             # 4. The snapshot with this step's outputs, one table value.
-            self._write(key, StoredInstance(result.snapshot, (*kept, output)), result)
+            kept = await self._make_room(kept, output)
+            after = StoredInstance(result.snapshot, (*kept, output))
+            encoded = self._encode(after, result)
+            self.snapshots[key] = encoded
+            self.decoded.remember(key, encoded, after)
             # 5. Send the journal record, then the commands.
             await self._send(key, output)
         # 6. The armed timers.
@@ -168,13 +185,17 @@ class Reducer:
         self.stats.applied += 1
         # 7. Returning acks the record.
 
-    def _write(self, key: bytes, after: StoredInstance, result: StepResult) -> None:
+    def _encode(self, after: StoredInstance, result: StepResult) -> bytes:
         encoded = encode_stored(after, result.snapshot_json)
         if len(encoded) > STORED_VALUE_BYTES:
             raise StoredValueTooLarge(
                 f"stored value of {len(encoded)} bytes is over {STORED_VALUE_BYTES}: "
                 "OMNINODE_MAX_SNAPSHOT_BYTES is set higher than Kafka's request limit allows"
             )
+        return encoded
+
+    def _write(self, key: bytes, after: StoredInstance, result: StepResult) -> None:
+        encoded = self._encode(after, result)
         self.snapshots[key] = encoded
         self.decoded.remember(key, encoded, after)
 
@@ -198,11 +219,11 @@ class Reducer:
         self.stats.reemitted += 1
         await self._send(key, output)
 
-    async def _kept_outputs(
-        self, outputs: tuple[StepOutput, ...], incoming: StepOutput
+    async def _make_room(
+        self, kept: tuple[StepOutput, ...], incoming: StepOutput
     ) -> tuple[StepOutput, ...]:
-        """The stored outputs still needed for a redelivery (see step 4 of the ordering)."""
-        kept = self._unconfirmed(outputs)
+        """Unconfirmed outputs still needed for a redelivery; a commit first when they are
+        ``OUTPUT_LIMIT`` or would pass ``OUTPUT_BYTES`` with ``incoming`` (step 4)."""
         size = sum(o.size for o in kept) + incoming.size
         if kept and (len(kept) >= OUTPUT_LIMIT or size > OUTPUT_BYTES):
             self.stats.early_commits += 1
