@@ -7,7 +7,8 @@ Scenarios (sizes are flags; the defaults finish in a few minutes on 2 cores):
             aiokafka consume->produce passthrough, on the same inputs and broker
   e2e       instances/s of a three-effect workflow through two worker processes, then
             latencies at half of that rate
-  recovery  a fresh worker restoring every snapshot of the e2e run from the changelog
+  recovery  a fresh worker restoring every snapshot of the e2e run from the changelog;
+            the changelog's bytes per applied event beside the journal's
   burst     a worker's memory while a burst of ~100 MB of commands meets a slow handler
 
 Prints a table, writes the figures as JSON (--out), and ends with the line
@@ -107,6 +108,9 @@ ROWS = [
     ("p99_event_to_command_ms", "  p99 event -> command at half peak, ms", "{:.0f}"),
     ("p50_start_to_final_ms", "  p50 $start -> final at half peak, ms", "{:.0f}"),
     ("p99_start_to_final_ms", "  p99 $start -> final at half peak, ms", "{:.0f}"),
+    ("changelog_bytes_per_event", "snapshot changelog, bytes per event", "{:,.0f}"),
+    ("journal_bytes_per_event", "journal, bytes per record", "{:,.0f}"),
+    ("changelog_vs_journal", "  changelog / journal", "{:.2f}x"),
     ("recovery_snapshots", "recovery: snapshots restored", "{:,}"),
     ("recovery_snapshots_per_s", "  snapshots/s (beyond an empty start)", "{:,.0f}"),
     ("recovery_ready_s", "  worker ready after, s", "{:.1f}"),

@@ -331,11 +331,26 @@ def recovery(settings: Settings, workdir: Path, timeout_s: float) -> dict:
     snapshots = {r.key for r in records}
     extra_s = max(restore_s - baseline_s, 1e-3)
     return {
+        **_bytes_per_event(settings, records),
         "recovery_snapshots": len(snapshots),
         "recovery_changelog_records": len(records),
         "recovery_ready_s": restore_s,
         "empty_ready_s": baseline_s,
         "recovery_snapshots_per_s": len(snapshots) / extra_s,
+    }
+
+
+def _bytes_per_event(settings: Settings, changelog: list[Seen]) -> dict:
+    """Snapshot changelog bytes and journal bytes per applied event (a journal seq) of the
+    e2e run: what the snapshot store costs beside the event store."""
+    journal = run(collect(settings.bootstrap_servers, [settings.topic(names.JOURNAL)], 10**9, 5.0))
+    applied = {(r.key, decode_journal(r.value).seq) for r in journal}
+    changelog_bytes = sum(len(r.value or b"") for r in changelog)
+    journal_bytes = sum(len(r.value or b"") for r in journal)
+    return {
+        "changelog_bytes_per_event": changelog_bytes / len(applied),
+        "journal_bytes_per_event": journal_bytes / len(journal),
+        "changelog_vs_journal": (changelog_bytes / len(applied)) / (journal_bytes / len(journal)),
     }
 
 
