@@ -25,8 +25,22 @@ async def send_dead_letter(
     key: bytes | None,
     value: bytes | None,
     event: Event | None = None,
+    *,
+    workflow_type: str | None = None,
+    instance_id: str | None = None,
 ) -> None:
-    """Keep the original bytes, the reason and where they came from on the dead-letter topic."""
-    await outbox.send(
-        topics.DEAD_LETTERS, key, dead_letter(reason, stage, source, key, value, event)
+    """Keep the original bytes, the reason and where they came from on the dead-letter topic.
+
+    The instance is the event's, or ``workflow_type``/``instance_id`` when there is no event.
+    """
+    letter = dead_letter(
+        reason,
+        stage,
+        source,
+        key,
+        value,
+        event,
+        workflow_type=workflow_type,
+        instance_id=instance_id,
     )
+    await outbox.send(topics.DEAD_LETTERS, key, letter)
