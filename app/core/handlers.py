@@ -14,9 +14,13 @@
 
 A handler gets the dispatch's ``input`` and a :class:`HandlerContext`; it returns a mapping
 (the payload of ``<name>.done``; any other JSON value is wrapped as ``{"result": value}``).
-Handlers may be ``async def`` or plain functions (run in a thread). Raising retries the
-attempt under the dispatch's retry policy; :class:`NonRetryableError` fails it at once.
-This module only registers handlers; running them is the worker agent's job.
+The result must be plain JSON within the limits (no sets, datetimes or NaN; see
+``app.spi.limits``); any other value fails the dispatch at once. Handlers may be
+``async def`` or plain functions (run in a thread). Python cannot stop a thread: a plain
+function keeps running after its timeout until it returns, so give its blocking calls their
+own timeouts, or write it async. Raising retries the attempt under the dispatch's retry
+policy; :class:`NonRetryableError` fails it at once. This module only registers handlers;
+running them is the worker agent's job.
 """
 
 from __future__ import annotations

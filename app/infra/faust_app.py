@@ -124,7 +124,13 @@ def build_app(
     for role, topic in kinds:
         if role in settings.roles:
             processed = _table(app, f"processed-{role}", partitions, ttl=PROCESSED_TTL_S)
-            runner = CommandRunner(handlers, outbox, processed)
+            runner = CommandRunner(
+                handlers,
+                outbox,
+                processed,
+                limits=settings.limits,
+                concurrency=settings.worker_concurrency,
+            )
             _consume(app, outbox, topic, role, settings.worker_concurrency, runner.handle)
     if "projector" in settings.roles:
         _projector_agents(app, outbox, partitions)

@@ -6,14 +6,38 @@ exactly one result event on the results topic (``<name>.done`` with the handler'
 value, ``<name>.failed`` with ``{error, attempts}``, or ``<name>.timeout`` with
 ``{attempts}``); its event id is derived from the command id, so a redelivered command's
 answer is de-duplicated by the reducer. A fire-and-forget dispatch answers nothing; its
-failure goes to dead letters with the original command bytes.
+failure goes to dead letters with the original command bytes and its instance.
+
+Every awaited dispatch gets its answer, and every answer is small:
+
+- A handler's return value must be plain JSON (``app.spi.limits.json_problem``: no sets,
+  datetimes, NaN or non-string keys) nested at most ``limits.json_depth`` deep, at most
+  ``limits.result_bytes`` as canonical JSON. Any other value fails the dispatch at once
+  (not retried: the handler would return it again) with ``handler result ...: <reason>``.
+- A result event that still cannot be encoded, or is over ``limits.event_bytes``, is
+  answered ``<name>.failed`` with the reason. Errors are cut to ``ERROR_CHARS``.
+
+Sync handlers run in a thread pool of the runner's own, ``concurrency + max_hung`` threads.
+Python cannot stop a thread: a sync handler that outlives its timeout keeps running, and
+its thread, until it returns ("hung"). Since at most ``concurrency`` attempts run at once,
+the pool always has a thread for a new attempt while fewer than ``max_hung`` threads are
+hung; once ``max_hung`` are, a new sync attempt fails at once (retryable) instead of
+waiting for a thread that may never come back. Async handlers are not affected.
+
+Copies of one command handled at the same time (a redelivery while the first copy still
+runs) run its handler once: the first claims the command id, the others wait for its
+answer and send the same bytes (each copy of an awaited command is answered).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
+import logging
+import threading
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +51,20 @@ from app.infra.wire import (
     utc_now,
 )
 from app.spi.envelopes import Command, Event, JsonValue
+from app.spi.limits import DEFAULT_LIMITS, Limits, canonical_json, json_problem
 
 Sleep = Callable[[float], Awaitable[None]]
+log = logging.getLogger("omninode")
+
+# Sync handlers still running after their timeout that a runner tolerates before it refuses
+# new sync attempts. Each holds a thread (and whatever it blocks on) until it returns, so
+# this bounds the threads one runner can lose to hung handlers; 32 is Python's own cap on
+# the default executor.
+MAX_HUNG_SYNC_HANDLERS = 32
+# The longest error a failed answer or a dead-letter reason carries (an exception's message
+# can be arbitrarily long; the answer is stored and sent, so it must stay small).
+ERROR_CHARS = 4096
+TRUNCATED = "... (truncated)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,7 +77,8 @@ class Outcome:
 @dataclass
 class RunnerStats:
     ran: int = 0
-    already_processed: int = 0
+    already_processed: int = 0  # answered from the processed table
+    joined_in_flight: int = 0  # answered from a copy of the command that was running
 
 
 class CommandRunner:
@@ -49,9 +86,13 @@ class CommandRunner:
 
     ``processed`` (a table partitioned like the commands) maps a command id to its answer.
     The answer is stored before it is sent, so a command redelivered after a crash is
-    answered again from the table instead of running its handler again. A crash *while* a
-    handler runs does run it again, with the same idempotency key: handlers pass that key
-    to the systems they call, which is how the effect itself happens once.
+    answered again from the table instead of running its handler again; a copy that
+    arrives while the command runs waits for that run's answer (``in_flight``). A crash
+    *while* a handler runs does run it again, with the same idempotency key: handlers pass
+    that key to the systems they call, which is how the effect itself happens once.
+
+    ``concurrency`` is the number of commands the agent runs at once
+    (``OMNINODE_WORKER_CONCURRENCY``); with ``max_hung`` it sizes the sync handlers' pool.
     """
 
     def __init__(
@@ -60,12 +101,34 @@ class CommandRunner:
         outbox: Outbox,
         processed: MutableMapping[bytes, bytes] | None = None,
         sleep: Sleep = asyncio.sleep,
+        *,
+        limits: Limits = DEFAULT_LIMITS,
+        concurrency: int = 8,
+        max_hung: int = MAX_HUNG_SYNC_HANDLERS,
     ) -> None:
         self.handlers = handlers
         self.outbox = outbox
         self.processed: MutableMapping[bytes, bytes] = {} if processed is None else processed
         self.sleep = sleep
+        self.limits = limits
+        self.max_hung = max_hung
         self.stats = RunnerStats()
+        self._in_flight: dict[bytes, asyncio.Future[bytes]] = {}
+        self._threads = ThreadPoolExecutor(
+            max_workers=max(1, concurrency) + max_hung, thread_name_prefix="omninode-handler"
+        )
+        self._hung = 0
+        self._hung_lock = threading.Lock()
+
+    @property
+    def hung(self) -> int:
+        """Sync handlers whose attempt timed out (or was cancelled) that still run."""
+        return self._hung
+
+    @property
+    def in_flight(self) -> int:
+        """Commands being run now (copies waiting for them not counted)."""
+        return len(self._in_flight)
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
         try:
@@ -75,31 +138,81 @@ class CommandRunner:
             await send_dead_letter(self.outbox, reason, "decode", source, key, value)
             return
         idempotency_key = command.command_id.encode()
-        answer = self.processed.get(idempotency_key)
-        if answer is not None:
-            self.stats.already_processed += 1
-            if answer:
-                await self.outbox.send(topics.RESULTS, key, answer)
-            return
-        outcome = await self.run(command)
-        self.stats.ran += 1
-        if command.mode == "await":
-            answer = encode_event(result_event(command, outcome))
-            self.processed[idempotency_key] = answer
+        while True:
+            answer = self.processed.get(idempotency_key)
+            if answer is not None:
+                self.stats.already_processed += 1
+                break
+            running = self._in_flight.get(idempotency_key)
+            if running is None:
+                await self._run_and_answer(command, idempotency_key, key, value, source)
+                return
+            await asyncio.wait([running])  # never cancels the run it waits for
+            if not running.cancelled():  # else that run stopped unanswered: look again
+                self.stats.joined_in_flight += 1
+                answer = running.result()
+                break
+        if answer:
             await self.outbox.send(topics.RESULTS, key, answer)
-            return
-        self.processed[idempotency_key] = b""
-        if outcome.result != "done":
+
+    async def _run_and_answer(
+        self,
+        command: Command,
+        idempotency_key: bytes,
+        key: bytes | None,
+        value: bytes | None,
+        source: Source,
+    ) -> None:
+        claim: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._in_flight[idempotency_key] = claim
+        try:
+            outcome = await self.run(command)
+            self.stats.ran += 1
+            answer = self.answer(command, outcome) if command.mode == "await" else b""
+            self.processed[idempotency_key] = answer
+            claim.set_result(answer)
+        finally:
+            del self._in_flight[idempotency_key]
+            if not claim.done():
+                claim.cancel()  # copies waiting for this run look again, and may run it
+        if answer:
+            await self.outbox.send(topics.RESULTS, key, answer)
+        elif outcome.result != "done":
             reason = f"{command.kind} {command.name} {outcome.result}: {outcome.payload}"
-            await send_dead_letter(self.outbox, reason, "handler", source, key, value)
+            await send_dead_letter(
+                self.outbox,
+                reason,
+                "handler",
+                source,
+                key,
+                value,
+                workflow_type=command.workflow_type,
+                instance_id=command.instance_id,
+            )
+
+    def answer(self, command: Command, outcome: Outcome) -> bytes:
+        """The encoded result event; ``<name>.failed`` with the reason if it cannot be sent."""
+        try:
+            answer = encode_event(result_event(command, outcome))
+        except (AvroDecodeError, ValueError, TypeError) as exc:
+            reason = f"handler result cannot be sent: {exc}"
+        else:
+            if len(answer) <= self.limits.event_bytes:
+                return answer
+            reason = (
+                f"handler result cannot be sent: the result event is {len(answer)} bytes, "
+                f"over the limit of {self.limits.event_bytes} (OMNINODE_MAX_EVENT_BYTES)"
+            )
+        failed = _failed(reason, outcome.attempts)
+        return encode_event(result_event(command, failed))
 
     async def run(self, command: Command) -> Outcome:
         handler = self.handlers.get(command.kind, command.name)
         if handler is None:
             error = f"no {command.kind} handler registered for {command.name!r}"
-            return Outcome("failed", {"error": error, "attempts": 0}, 0)
+            return _failed(error, 0)
         policy = command.retry
-        last = Outcome("failed", {"error": "not run", "attempts": 0}, 0)
+        last = _failed("not run", 0)
         for attempt in range(1, max(1, policy.max_attempts) + 1):
             delay_ms = policy.delay_before_attempt_ms(attempt)
             if delay_ms:
@@ -121,26 +234,86 @@ class CommandRunner:
             attempt=attempt,
             max_attempts=command.retry.max_attempts,
         )
+        if not inspect.iscoroutinefunction(handler) and self._hung >= self.max_hung:
+            error = (
+                f"{self._hung} sync handlers still running after their timeout; a sync "
+                "handler keeps its thread until it returns (give its blocking calls their "
+                "own timeouts, or write it async)"
+            )
+            return _failed(error, attempt), True
         timeout = command.timeout_ms / 1000 if command.timeout_ms else None
         try:
-            value = await asyncio.wait_for(_call(handler, command.input, context), timeout)
+            value = await asyncio.wait_for(self._call(handler, command.input, context), timeout)
         except TimeoutError:
             return Outcome("timeout", {"attempts": attempt}, attempt), True
         except Exception as exc:  # a handler's failure is data: it becomes <name>.failed
             error = f"{type(exc).__name__}: {exc}"
             retryable = not getattr(exc, "non_retryable", False)
-            return Outcome("failed", {"error": error, "attempts": attempt}, attempt), retryable
-        payload = value if isinstance(value, Mapping) else {"result": value}
+            return _failed(error, attempt), retryable
+        payload = dict(value) if isinstance(value, Mapping) else {"result": value}
+        problem = result_problem(payload, self.limits)
+        if problem is not None:
+            return _failed(problem, attempt), False  # the handler would return it again
         return Outcome("done", payload, attempt), False
 
+    async def _call(
+        self, handler: HandlerFn, data: Mapping[str, Any], context: HandlerContext
+    ) -> Any:
+        if inspect.iscoroutinefunction(handler):
+            return await handler(data, context)
+        job = self._threads.submit(contextvars.copy_context().run, handler, data, context)
+        try:
+            result = await asyncio.wrap_future(job)
+        except asyncio.CancelledError:  # timed out (or the agent stopped)
+            if not job.cancel():  # it is running: no way to stop it
+                self._track_hung(job, context)
+            raise
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
-async def _call(handler: HandlerFn, data: Mapping[str, Any], context: HandlerContext) -> Any:
-    if inspect.iscoroutinefunction(handler):
-        return await handler(data, context)
-    result = await asyncio.to_thread(handler, data, context)
-    if inspect.isawaitable(result):
-        return await result
-    return result
+    def _track_hung(self, job: Future[Any], context: HandlerContext) -> None:
+        with self._hung_lock:
+            self._hung += 1
+            hung = self._hung
+        job.add_done_callback(self._untrack_hung)  # runs at once if it has just returned
+        if not job.done():
+            log.warning(
+                "omninode: sync %s handler %r (%s) still running after its timeout; "
+                "%d of at most %d hung",
+                context.kind,
+                context.name,
+                context.idempotency_key,
+                hung,
+                self.max_hung,
+            )
+
+    def _untrack_hung(self, _job: Future[Any]) -> None:
+        with self._hung_lock:
+            self._hung -= 1
+
+
+def result_problem(payload: Mapping[str, Any], limits: Limits) -> str | None:
+    """Why a handler's result cannot be the payload of ``<name>.done`` (None: it can)."""
+    problem = json_problem(payload, limits.json_depth)
+    if problem is not None:
+        return f"handler result is not plain JSON: {problem}"
+    try:
+        size = len(canonical_json(payload))  # ASCII: characters are bytes
+    except (TypeError, ValueError, RecursionError) as exc:
+        return f"handler result is not plain JSON: {exc}"
+    if size > limits.result_bytes:
+        return (
+            f"handler result too large: {size} bytes of JSON, over the limit of "
+            f"{limits.result_bytes} (OMNINODE_MAX_RESULT_BYTES)"
+        )
+    return None
+
+
+def _failed(error: str, attempts: int) -> Outcome:
+    if len(error) > ERROR_CHARS:
+        error = error[: ERROR_CHARS - len(TRUNCATED)] + TRUNCATED
+    return Outcome("failed", {"error": error, "attempts": attempts}, attempts)
 
 
 def result_event(command: Command, outcome: Outcome) -> Event:
