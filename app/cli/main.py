@@ -72,9 +72,22 @@ def _print_diagnostics(error: ChartError) -> None:
         print(diagnostic, file=sys.stderr)
 
 
+def _import_handlers(paths: Sequence[str]) -> list[str]:
+    """Import the handler modules for these charts (OMNINODE_HANDLERS, else ``handlers.py``
+    beside them); returns what was imported, as named."""
+    specs = handler_specs(paths)
+    import_handlers(specs)
+    return specs
+
+
+def handlers_line(specs: Sequence[str]) -> str:
+    """``handlers: imported a.py, b`` or ``handlers: none``."""
+    return f"handlers: imported {', '.join(specs)}" if specs else "handlers: none"
+
+
 def _load_one(path: str) -> Chart | None:
     """Load a chart (after its handler modules), printing diagnostics on failure."""
-    import_handlers(handler_specs([path]))
+    _import_handlers([path])
     try:
         return read_chart(Path(path))
     except ChartError as exc:
@@ -83,7 +96,8 @@ def _load_one(path: str) -> Chart | None:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    import_handlers(handler_specs(args.paths))
+    # On stdout, with the `ok` lines: stderr holds only the file:line diagnostics.
+    print(handlers_line(_import_handlers(args.paths)), flush=True)
     files = chart_files(args.paths)
     if not files:
         print("omninode: no RSS files (*.yaml, *.yml) found", file=sys.stderr)

@@ -43,18 +43,24 @@ def read_chart(path: Path, guards: GuardRegistry | None = None) -> Chart:
 
 
 def handler_specs(chart_paths: Iterable[str | Path]) -> list[str]:
-    """Handler modules to import: OMNINODE_HANDLERS if set, else the ``*.py`` beside the charts."""
+    """Handler modules to import: OMNINODE_HANDLERS if set, else ``handlers.py`` beside the charts.
+
+    Only that one conventional file name is imported from a chart folder (each folder that
+    holds a chart found under ``chart_paths``, or a folder named there); any other ``*.py``
+    there (a helper script, a test) is never run by loading charts.
+    """
     configured = os.environ.get("OMNINODE_HANDLERS", "").strip()
     if configured:
         return [part.strip() for part in configured.split(",") if part.strip()]
-    folders: set[Path] = set()
-    for entry in map(Path, chart_paths):
-        folders.add(entry if entry.is_dir() else entry.parent)
-    return sorted(str(p) for folder in folders if folder.is_dir() for p in folder.glob("*.py"))
+    paths = list(map(Path, chart_paths))
+    folders = {entry for entry in paths if entry.is_dir()}
+    folders.update(chart.parent for chart in chart_files(paths))
+    return sorted(str(f / "handlers.py") for f in folders if (f / "handlers.py").is_file())
 
 
 def import_handlers(specs: Iterable[str]) -> list[ModuleType]:
-    """Import each module name or ``.py`` file; failures raise HandlerImportError."""
+    """Import each module name or ``.py`` file, in order, and return the modules (so callers
+    can say which were imported); failures raise HandlerImportError."""
     return [_import_one(spec) for spec in specs]
 
 
