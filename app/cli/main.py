@@ -1,7 +1,9 @@
 """``omninode``: validate, simulate and draw RSS workflows; run and inspect them on Kafka.
 
 Exit codes: 0 success, 1 not found (status/history of an unknown instance), 2 bad input
-(invalid chart, malformed events file or JSON, unreadable file), 3 Kafka unreachable.
+(invalid chart, malformed events file or JSON, input over a limit, bad settings, unreadable
+file), 3 Kafka unreachable (or a read that could not reach the end of a partition in time),
+70 internal error (a bug: reported as one line, never as a traceback).
 """
 
 from __future__ import annotations
@@ -26,8 +28,11 @@ from app.infra.chart_files import (
     import_handlers,
     read_chart,
 )
+from app.infra.settings import limits_from_env
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 70  # EX_SOFTWARE
+INTERNAL_ERROR_CHARS = 500
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,6 +47,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # the last resort: one line, never a traceback
+        print(f"omninode: internal error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(f"{type(exc).__name__}: {exc}".split())
+    if len(text) > INTERNAL_ERROR_CHARS:
+        text = text[:INTERNAL_ERROR_CHARS] + f"... ({len(text)} characters)"
+    return text
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -125,9 +140,15 @@ def _simulate(args: argparse.Namespace) -> int:
     chart = _load_one(args.rss)
     if chart is None:
         return EXIT_BAD_INPUT
+    limits = limits_from_env()
     try:
-        script = parse_script(Path(args.events).read_text(encoding="utf-8"), args.events)
-        simulator = Simulator(chart, file=args.events, instance_id=args.instance)
+        text = Path(args.events).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        print(f"{args.events}:1: not UTF-8 text: {exc.reason}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
+        script = parse_script(text, args.events, limits)
+        simulator = Simulator(chart, file=args.events, instance_id=args.instance, limits=limits)
         for row in simulator.run(script):
             print(json.dumps(row, sort_keys=True), flush=True)
     except SimulationInputError as exc:

@@ -4,11 +4,16 @@ Each line is an event ``{"type", "payload"?, "at"?, "id"?, "dispatch_id"?}`` or 
 ``{"advance": "15m"}``. Moving the clock, by ``advance`` or by an event's later ``at``, first
 fires every timer that falls due on the way (deadline order, then document order), each at
 its own deadline. The clock starts at the first line's ``at``, else at the Unix epoch.
+
+Lines are held to the same limits as inbound records (``Limits``): a line over
+``event_bytes``, a payload nested deeper than ``json_depth``, NaN or a number beyond a
+float's range, or a clock beyond year 9999 is a ``file:line: reason`` error, never a crash.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +24,13 @@ from app.core.interpreter import StepResult, step
 from app.core.model import Chart
 from app.core.snapshot import Snapshot, Timer
 from app.spi.envelopes import Event
+from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
 
 MAX_TIMER_FIRINGS_PER_MOVE = 10_000
 _EVENT_KEYS = {"type", "payload", "at", "id", "dispatch_id"}
+# The clock's range: instants are ISO-8601 text, whose years end at 9999.
+LATEST_MS = parse_instant_ms("9999-12-31T23:59:59.999Z")
+EARLIEST_MS = parse_instant_ms("0001-01-01T00:00:00Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +44,52 @@ class ScriptLine:
     dispatch_id: str | None = None
 
 
-def parse_script(text: str, file: str) -> list[ScriptLine]:
+def parse_script(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> list[ScriptLine]:
     """Parse an events file; malformed lines raise :class:`SimulationInputError`."""
     parsed = []
     for number, raw in enumerate(text.splitlines(), start=1):
         if raw.strip() and not raw.lstrip().startswith("//"):
-            parsed.append(_parse_line(raw, file, number))
+            parsed.append(_parse_line(raw, file, number, limits))
     return parsed
 
 
-def _parse_line(raw: str, file: str, number: int) -> ScriptLine:
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a float's range")
+    return value
+
+
+def _json_line(raw: str, file: str, number: int, limits: Limits) -> Any:
+    size = len(raw.encode("utf-8", "surrogatepass"))
+    if size > limits.event_bytes:
+        raise SimulationInputError(
+            file,
+            number,
+            f"line is {size} bytes, over the limit of {limits.event_bytes} "
+            "(OMNINODE_MAX_EVENT_BYTES)",
+        )
     try:
-        obj = json.loads(raw)
+        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise SimulationInputError(file, number, f"not JSON: {exc.msg}") from exc
+    except ValueError as exc:
+        raise SimulationInputError(file, number, f"not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise SimulationInputError(
+            file,
+            number,
+            f"nested too deeply to parse (the limit is {limits.json_depth} levels, "
+            "OMNINODE_MAX_JSON_DEPTH)",
+        ) from exc
+
+
+def _parse_line(raw: str, file: str, number: int, limits: Limits) -> ScriptLine:
+    obj = _json_line(raw, file, number, limits)
     if not isinstance(obj, dict):
         raise SimulationInputError(file, number, "each line must be a JSON object")
     try:
@@ -64,10 +105,29 @@ def _parse_line(raw: str, file: str, number: int) -> ScriptLine:
         payload = obj.get("payload", {})
         if not isinstance(payload, dict):
             raise ValueError("'payload' must be a JSON object")
-        at = parse_instant_ms(obj["at"]) if "at" in obj else None
+        problem = json_problem(payload, limits.json_depth)
+        if problem is not None:
+            where = " (OMNINODE_MAX_JSON_DEPTH)" if problem.startswith("nested") else ""
+            raise ValueError(f"'payload': {problem}{where}")
+        for name in ("id", "dispatch_id"):
+            if name in obj and not isinstance(obj[name], str):
+                raise ValueError(f"'{name}' must be a string")
+        at = _instant_ms(obj["at"]) if "at" in obj else None
     except ValueError as exc:
         raise SimulationInputError(file, number, str(exc)) from exc
     return ScriptLine(number, None, obj["type"], payload, at, obj.get("id"), obj.get("dispatch_id"))
+
+
+def _instant_ms(value: object) -> int:
+    if not isinstance(value, str):
+        raise ValueError(
+            f"'at' must be an ISO-8601 instant as a string (e.g. \"2026-01-01T09:00:00Z\"), "
+            f"not {type(value).__name__} {json.dumps(value)[:40]}"
+        )
+    try:
+        return parse_instant_ms(value)
+    except ValueError as exc:
+        raise ValueError(f"'at': not an ISO-8601 instant: {value[:64]!r} ({exc})") from exc
 
 
 @dataclass
@@ -80,6 +140,7 @@ class Simulator:
     snapshot: Snapshot | None = None
     clock_ms: int | None = None
     notes: list[str] = field(default_factory=list)
+    limits: Limits = DEFAULT_LIMITS
 
     def run(self, script: list[ScriptLine]) -> Iterator[dict[str, Any]]:
         for line in script:
@@ -88,9 +149,9 @@ class Simulator:
     def feed(self, line: ScriptLine) -> Iterator[dict[str, Any]]:
         now = self.clock_ms if self.clock_ms is not None else (line.at_ms or 0)
         if line.advance_ms is not None:
-            yield from self._move_clock(now + line.advance_ms, line.line)
+            yield from self._move_clock(self._within_range(now + line.advance_ms, line), line.line)
             return
-        target = line.at_ms if line.at_ms is not None else now
+        target = self._within_range(line.at_ms if line.at_ms is not None else now, line)
         if target < now:
             raise SimulationInputError(self.file, line.line, "'at' is earlier than the clock")
         yield from self._move_clock(target, line.line)
@@ -104,6 +165,16 @@ class Simulator:
             dispatch_id=line.dispatch_id,
         )
         yield from self._apply(event, line.line)
+
+    def _within_range(self, target_ms: int, line: ScriptLine) -> int:
+        if EARLIEST_MS <= target_ms <= LATEST_MS:
+            return target_ms
+        what = "the advance moves" if line.advance_ms is not None else "'at' puts"
+        raise SimulationInputError(
+            self.file,
+            line.line,
+            f"{what} the clock to {_describe_ms(target_ms)}, outside years 1 to 9999",
+        )
 
     def _move_clock(self, target_ms: int, number: int) -> Iterator[dict[str, Any]]:
         for _ in range(MAX_TIMER_FIRINGS_PER_MOVE):
@@ -137,7 +208,15 @@ class Simulator:
         )
 
     def _apply(self, event: Event, number: int) -> Iterator[dict[str, Any]]:
-        result = step(self.chart, self.snapshot, event)
+        try:
+            result = step(self.chart, self.snapshot, event)
+        except OverflowError as exc:  # a timer armed near year 9999 lands beyond it
+            raise SimulationInputError(
+                self.file,
+                number,
+                f"{event.type} at {event.occurred_at}: the step went beyond years 1 to 9999 "
+                f"(a timer's deadline?): {exc}",
+            ) from exc
         trace = result.trace
         if trace.outcome in ("rejected", "duplicate"):
             self.notes.append(f"{self.file}:{number}: {event.type} {trace.outcome}: {trace.reason}")
@@ -146,11 +225,19 @@ class Simulator:
         yield row(event, result)
 
 
+def _describe_ms(ms: int) -> str:
+    years = ms / (365.2425 * 86_400_000)
+    return f"about {years:,.0f} years after 1970" if ms >= 0 else f"{-years:,.0f} years before 1970"
+
+
 def row(event: Event, result: StepResult) -> dict[str, Any]:
-    """The simulation contract's output row for one processed event."""
+    """The simulation contract's output row for one processed event; a step that failed the
+    instance (a guard or expression error, a limit) carries the instance's ``reason``."""
     snapshot = result.snapshot
     assert snapshot is not None
+    extra = {"reason": snapshot.reason} if result.trace.outcome == "failed" else {}
     return {
+        **extra,
         "seq": result.trace.seq,
         "event": event.type,
         "ignored": result.trace.ignored,
