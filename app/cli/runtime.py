@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import logging
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -27,9 +29,12 @@ from app.infra.control import (
 )
 from app.infra.demo import DEMO_RUNS, drive
 from app.infra.kafka_client import KafkaUnavailable, apply_topics, plan_topics
+from app.infra.kafka_client import log as read_log
 from app.infra.rebuild import rebuild_projections
 from app.infra.settings import Settings, SettingsError
-from app.spi.envelopes import JournalRecord
+from app.infra.wire import encode_event
+from app.spi.envelopes import Event, JournalRecord
+from app.spi.limits import Limits, json_problem
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
@@ -61,11 +66,13 @@ def add_commands(commands: Any) -> None:
     status = commands.add_parser("status", help="show an instance's snapshot")
     _instance_args(status)
     status.add_argument("--json", action="store_true", help="print the snapshot as JSON")
+    _verbose_arg(status)
     status.set_defaults(handler=_status)
 
     history = commands.add_parser("history", help="show an instance's journal")
     _instance_args(history)
     history.add_argument("--json", action="store_true", help="one JSON object per line")
+    _verbose_arg(history)
     history.set_defaults(handler=_history)
 
     dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
@@ -100,6 +107,33 @@ def add_commands(commands: Any) -> None:
 def _instance_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("workflow", metavar="TYPE", help="workflow type")
     parser.add_argument("instance_id", metavar="ID", help="instance id")
+
+
+def _verbose_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="say on stderr how it read: topic, partition, offsets, records, seconds",
+    )
+
+
+@contextlib.contextmanager
+def _reads_reported(verbose: bool) -> Iterator[None]:
+    """With ``verbose``, each partition read (kafka_client logs it) as one stderr line."""
+    if not verbose:
+        yield
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    level = read_log.level
+    read_log.addHandler(handler)
+    read_log.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        read_log.removeHandler(handler)
+        read_log.setLevel(level)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -158,17 +192,59 @@ def _topics(args: argparse.Namespace) -> int:
 
 
 def _start(args: argparse.Namespace) -> int:
-    payload = json.loads(args.data)
-    if not isinstance(payload, dict):
-        raise ValueError("--data must be a JSON object")
+    settings = Settings.from_env()
+    payload = _data(args.data, settings.limits)
     event = new_event(args.workflow, args.instance_id, args.event, payload, args.event_id)
-    _run(send_events(Settings.from_env(), [event]))
+    _check_size(event, settings.limits)
+    _run(send_events(settings, [event]))
     print(f"sent {event.type} to {event.key} (event id {event.event_id})")
     return 0
 
 
+class BadData(ValueError):
+    """``--data`` that is not a JSON object within the limits (exit 2)."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise BadData(f"{name} is not a JSON number")
+
+
+def _data(text: str, limits: Limits) -> dict[str, Any]:
+    """``--data``: a JSON object, no NaN or infinity, nested at most ``json_depth`` levels."""
+    try:
+        payload = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise BadData("--data is not a JSON object: nested too deeply to parse") from exc
+    except ValueError as exc:  # JSONDecodeError, NaN, a number of too many digits
+        raise BadData(f"--data is not a JSON object: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise BadData("--data must be a JSON object")
+    problem = json_problem(payload, limits.json_depth)
+    if problem is not None:
+        where = " (OMNINODE_MAX_JSON_DEPTH)" if problem.startswith("nested") else ""
+        raise BadData(f"--data: {problem}{where}")
+    return payload
+
+
+def _check_size(event: Event, limits: Limits) -> None:
+    """The limits the workers hold an inbound record to: refuse here what they would refuse."""
+    key = len(event.key.encode())
+    if key > limits.key_bytes:
+        raise BadData(
+            f"the key {event.key[:40]!r}... is {key} bytes, over the limit of "
+            f"{limits.key_bytes} bytes (OMNINODE_MAX_KEY_BYTES)"
+        )
+    size = len(encode_event(event))  # the record's value, as the reducer agent measures it
+    if size > limits.event_bytes:
+        raise BadData(
+            f"--data: the event would be {size} bytes on the wire, over the limit of "
+            f"{limits.event_bytes} bytes (OMNINODE_MAX_EVENT_BYTES)"
+        )
+
+
 def _status(args: argparse.Namespace) -> int:
-    snapshot = _run(read_snapshot(Settings.from_env(), args.workflow, args.instance_id))
+    with _reads_reported(args.verbose):
+        snapshot = _run(read_snapshot(Settings.from_env(), args.workflow, args.instance_id))
     if snapshot is None:
         print(f"omninode: no instance {args.workflow}:{args.instance_id}", file=sys.stderr)
         return 1
@@ -194,7 +270,8 @@ def _describe(snapshot: Snapshot) -> str:
 
 
 def _history(args: argparse.Namespace) -> int:
-    records = _run(read_history(Settings.from_env(), args.workflow, args.instance_id))
+    with _reads_reported(args.verbose):
+        records = _run(read_history(Settings.from_env(), args.workflow, args.instance_id))
     if not records:
         print(f"omninode: no journal for {args.workflow}:{args.instance_id}", file=sys.stderr)
         return 1
@@ -234,8 +311,16 @@ def _dlq_list(args: argparse.Namespace) -> int:
             where = (
                 f"{letter['source_topic']}@{letter['source_partition']}:{letter['source_offset']}"
             )
-            print(f"{letter['id']:<8} {letter['stage']:<8} {where:<28} {letter['reason']}")
+            print(
+                f"{letter['id']:<8} {letter['stage']:<8} {where:<28} {_one_line(letter['reason'])}"
+            )
     return 0
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    """A reason on one line of a listing (`dlq show` prints it whole)."""
+    flat = " ".join(str(text).split())
+    return flat if len(flat) <= limit else flat[:limit] + f"... ({len(flat)} characters)"
 
 
 def _printable(letter: dict[str, Any]) -> dict[str, Any]:

@@ -70,11 +70,30 @@ async def read_history(settings: Settings, workflow: str, instance_id: str) -> l
     return await read_journal(settings, instance_key(workflow, instance_id))
 
 
+UNREADABLE_STAGE = "unreadable"
+
+
 async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:
-    """Every dead letter, with ``id`` = its ``partition:offset`` on the dead-letter topic."""
+    """Every dead letter, with ``id`` = its ``partition:offset`` on the dead-letter topic.
+
+    A record on that topic that is not a dead letter we can read is listed too, with stage
+    ``unreadable`` and the reason, rather than hiding every other letter behind an error.
+    """
+    topic = settings.topic(names.DEAD_LETTERS)
     letters = []
-    for record in await read_topic(settings, settings.topic(names.DEAD_LETTERS)):
-        letter = decode_dead_letter(record.value)
+    for record in await read_topic(settings, topic):
+        try:
+            letter = decode_dead_letter(record.value)
+        except (AvroDecodeError, KeyError, TypeError, RecursionError) as exc:
+            letter = {
+                "reason": f"not a readable dead letter: {exc}",
+                "stage": UNREADABLE_STAGE,
+                "source_topic": topic,
+                "source_partition": record.partition,
+                "source_offset": record.offset,
+                "key": record.key,
+                "value": record.value,
+            }
         letter["id"] = f"{record.partition}:{record.offset}"
         letters.append(letter)
     return letters
@@ -82,18 +101,21 @@ async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:
 
 async def replay_dead_letters(settings: Settings, letters: list[dict[str, Any]]) -> None:
     """Send each letter's original key and bytes back to the topic they were read from."""
+    if unreadable := [d["id"] for d in letters if d.get("stage") == UNREADABLE_STAGE]:
+        raise ValueError(f"cannot replay {', '.join(unreadable)}: not a readable dead letter")
     records = [(d["source_topic"], d["key"], d["value"] or b"") for d in letters]
     await produce(settings, records)
 
 
 def describe_record(value: bytes | None) -> dict[str, Any] | str:
-    """A dead letter's original bytes, decoded if they are one of our records."""
+    """A dead letter's original bytes, decoded if they are one of our records; anything that
+    does not decode (or decodes only by going too deep) is described, never raised."""
     for decode in (decode_event, decode_command):
         try:
             decoded = decode(value)
-        except (AvroDecodeError, KeyError, TypeError):
+            return decoded.to_dict() if isinstance(decoded, Event) else _command_dict(decoded)
+        except (AvroDecodeError, KeyError, TypeError, ValueError, RecursionError):
             continue
-        return decoded.to_dict() if isinstance(decoded, Event) else _command_dict(decoded)
     return f"undecodable ({len(value or b'')} bytes): {(value or b'')[:64]!r}"
 
 

@@ -3,12 +3,22 @@
 Everything here uses aiokafka, whose default partitioner is Java Kafka's murmur2, the
 same one the Faust workers use, so a key lands on (and is read from) the same partition
 whoever produced it. Broker errors become :class:`KafkaUnavailable` with the reason.
+
+A read takes each partition's end offset when it starts and reads up to it, however long
+the broker pauses between fetches, within :data:`READ_TIMEOUT_S` in all; a read that cannot
+get there is a :class:`ReadIncomplete` naming the partition, how far it got and the end,
+never a silently shorter (older) answer. Each partition read is logged at DEBUG on
+:data:`log` (``omninode status --verbose`` shows those lines).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
+import logging
+import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,13 +29,33 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.infra.end_offsets import EndOffsetProbeError, fetched_end_offsets
-from app.infra.settings import Settings, TopicSpec
+from app.infra.settings import Settings, SettingsError, TopicSpec
 
-READ_IDLE_S = 1.0
+READ_TIMEOUT_S = 60.0  # the longest a read may take, connecting included
+READ_POLL_S = 1.0  # one fetch's wait; an empty one only means "not yet"
+log = logging.getLogger(__name__)
+_HOST = re.compile(r"^[A-Za-z0-9_]([A-Za-z0-9._-]*[A-Za-z0-9_])?$")
 
 
 class KafkaUnavailable(Exception):
     """The cluster could not be reached or refused the request."""
+
+
+class ReadIncomplete(KafkaUnavailable):
+    """A read did not reach a partition's end offset in the time allowed."""
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionRead:
+    """How one partition was read: from ``first`` to ``position`` (the end was ``end``)."""
+
+    topic: str
+    partition: int
+    first: int
+    end: int
+    position: int
+    records: int
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,7 +80,40 @@ def partition_for(key: bytes, partitions: int) -> int:
     return int(DefaultPartitioner()(key, every, every))
 
 
+def check_bootstrap_servers(servers: str) -> None:
+    """``host:port[,host:port...]`` (a port may be left out: 9092; IPv6 in brackets), checked
+    before connecting, so a typo is a SettingsError that says so, not a parsing traceback."""
+    entries = [entry.strip() for entry in servers.split(",")]
+    if not servers.strip() or not all(entries) or not all(map(_host_port, entries)):
+        raise SettingsError(f"KAFKA_BOOTSTRAP_SERVERS: {servers!r} is not host:port[,host:port...]")
+
+
+def _host_port(entry: str) -> bool:
+    if entry.startswith("["):
+        address, _, rest = entry[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else (None if rest else "9092")
+        return _is_ip(address, 6) and port is not None and _is_port(port)
+    if _is_ip(entry, 6):
+        return True
+    host, colon, port = entry.rpartition(":")
+    if not colon:
+        host, port = entry, "9092"
+    return bool(_HOST.match(host)) and _is_port(port)
+
+
+def _is_ip(text: str, version: int) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == version
+    except ValueError:
+        return False
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 0 < int(text) < 65536
+
+
 async def _admin(settings: Settings) -> AIOKafkaAdminClient:
+    check_bootstrap_servers(settings.bootstrap_servers)
     admin = AIOKafkaAdminClient(**settings.aiokafka_options())
     await admin.start()
     return admin
@@ -122,6 +185,7 @@ def _new_topic(spec: TopicSpec, brokers: int) -> NewTopic:
 
 async def produce(settings: Settings, records: Sequence[tuple[str, bytes, bytes]]) -> None:
     """Send records (topic, key, value) and wait until the broker has them all."""
+    check_bootstrap_servers(settings.bootstrap_servers)
     producer = AIOKafkaProducer(**settings.aiokafka_options(), acks="all", linger_ms=0)
     try:
         await producer.start()
@@ -133,17 +197,26 @@ async def produce(settings: Settings, records: Sequence[tuple[str, bytes, bytes]
         await producer.stop()
 
 
-async def read_key(settings: Settings, topic: str, key: bytes) -> list[Record]:
+async def read_key(
+    settings: Settings, topic: str, key: bytes, timeout_s: float = READ_TIMEOUT_S
+) -> list[Record]:
     """Every record of ``key`` in ``topic`` (from its one partition), oldest first."""
-    return await _read(settings, topic, key)
+    return await _read(settings, topic, key, timeout_s)
 
 
-async def read_topic(settings: Settings, topic: str) -> list[Record]:
+async def read_topic(
+    settings: Settings, topic: str, timeout_s: float = READ_TIMEOUT_S
+) -> list[Record]:
     """Every record of ``topic``, partition by partition."""
-    return await _read(settings, topic, None)
+    return await _read(settings, topic, None, timeout_s)
 
 
-async def _read(settings: Settings, topic: str, key: bytes | None) -> list[Record]:
+async def _read(
+    settings: Settings, topic: str, key: bytes | None, timeout_s: float
+) -> list[Record]:
+    check_bootstrap_servers(settings.bootstrap_servers)
+    started = time.monotonic()
+    deadline = started + timeout_s
     consumer = AIOKafkaConsumer(**settings.consumer_options(), enable_auto_commit=False)
     try:
         await consumer.start()
@@ -152,13 +225,34 @@ async def _read(settings: Settings, topic: str, key: bytes | None) -> list[Recor
         if key is not None and partitions:
             partitions = {partition_for(key, len(partitions))}
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
-        records = await _drain(consumer, tps, await _end_offsets(settings, consumer, tps))
+        ends = await _end_offsets(settings, consumer, tps)
+        records, reads = await _drain(consumer, tps, ends, deadline, settings.bootstrap_servers)
     except (KafkaError, EndOffsetProbeError) as exc:
         raise KafkaUnavailable(f"{settings.bootstrap_servers}: {exc}") from exc
     finally:
         with contextlib.suppress(asyncio.CancelledError, KafkaError):
             await consumer.stop()
-    return [r for r in records if key is None or r.key == key]
+    found = [r for r in records if key is None or r.key == key]
+    if not tps:
+        log.debug(
+            "read %s: no such topic (or no partitions) on %s", topic, settings.bootstrap_servers
+        )
+    for read in reads:
+        matched = sum(1 for r in found if r.partition == read.partition)
+        log.debug(
+            "read %s partition %d: from offset %d to %d (its end offset was %d when the read "
+            "started): %d records%s in %.2fs (%.2fs with connecting)",
+            read.topic,
+            read.partition,
+            read.first,
+            read.position,
+            read.end,
+            read.records,
+            f", {matched} with key {key.decode('utf-8', 'replace')}" if key is not None else "",
+            read.seconds,
+            time.monotonic() - started,
+        )
+    return found
 
 
 async def _end_offsets(
@@ -172,23 +266,70 @@ async def _end_offsets(
 
 
 async def _drain(
-    consumer: AIOKafkaConsumer, tps: list[TopicPartition], ends: dict[TopicPartition, int]
-) -> list[Record]:
-    """Read the partitions from the beginning up to the given end offsets."""
+    consumer: AIOKafkaConsumer,
+    tps: list[TopicPartition],
+    ends: dict[TopicPartition, int],
+    deadline: float,
+    cluster: str,
+) -> tuple[list[Record], list[PartitionRead]]:
+    """Read the partitions from the beginning up to the given end offsets (taken when the
+    read started), however long a fetch comes back empty; past ``deadline`` (monotonic
+    seconds), raise ReadIncomplete instead of answering with part of a partition."""
     if not tps:
-        return []
+        return [], []
+    started = time.monotonic()
     consumer.assign(tps)
     await consumer.seek_to_beginning(*tps)
-    pending = {tp for tp in tps if ends.get(tp, 0) > 0}
+    first = {tp: await consumer.position(tp) for tp in tps}
+    counts = dict.fromkeys(tps, 0)
+    pending = {tp for tp in tps if first[tp] < ends.get(tp, 0)}
     records: list[Record] = []
     while pending:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise await _incomplete(consumer, pending, first, ends, started, cluster)
         batch: dict[Any, list[Any]] = await consumer.getmany(
-            *pending, timeout_ms=int(READ_IDLE_S * 1000)
+            *pending, timeout_ms=max(1, int(min(READ_POLL_S, remaining) * 1000))
         )
-        if not batch:
-            break  # nothing more arrived: the end offset may be stale
         for tp, messages in batch.items():
+            counts[tp] += len(messages)
             records.extend(Record(m.topic, m.partition, m.offset, m.key, m.value) for m in messages)
+        # Positions, not records: compaction gaps and transaction markers move them too.
+        for tp in list(pending):
             if await consumer.position(tp) >= ends[tp]:
                 pending.discard(tp)
-    return records
+    seconds = time.monotonic() - started
+    reads = [
+        PartitionRead(
+            tp.topic,
+            tp.partition,
+            first[tp],
+            ends.get(tp, 0),
+            await consumer.position(tp),
+            counts[tp],
+            seconds,
+        )
+        for tp in tps
+    ]
+    return records, reads
+
+
+async def _incomplete(
+    consumer: AIOKafkaConsumer,
+    pending: set[TopicPartition],
+    first: dict[TopicPartition, int],
+    ends: dict[TopicPartition, int],
+    started: float,
+    cluster: str,
+) -> ReadIncomplete:
+    parts = []
+    for tp in sorted(pending):
+        position = await consumer.position(tp)
+        parts.append(
+            f"{tp.topic} partition {tp.partition} read from offset {first[tp]} to {position} "
+            f"of end offset {ends[tp]}"
+        )
+    return ReadIncomplete(
+        f"{cluster}: {'; '.join(parts)} after {time.monotonic() - started:.1f}s; "
+        "gave up rather than answer from part of it (is the cluster slow or overloaded?)"
+    )
