@@ -1,7 +1,7 @@
 """Guards and demo effect/compute handlers for the example workflows in this folder.
 
-The CLI and the workers import the ``*.py`` files beside the charts (or the modules named
-in ``OMNINODE_HANDLERS``), which registers these by name. The effects here stand in for
+The CLI and the workers import ``handlers.py`` beside the charts (or the modules named in
+``OMNINODE_HANDLERS`` instead), which registers these by name. The effects here stand in for
 real integrations: they return plausible results and record what they were asked to do
 in the worker's log, keyed by the idempotency key a real integration would pass on.
 """
