@@ -4,7 +4,7 @@
 |---|---|---|
 | KAFKA_BOOTSTRAP_SERVERS | the cluster every command and worker talks to | 127.0.0.1:9092 |
 | OMNINODE_RSS_PATH | directories (or files) of charts, ``:``-separated | rss/ |
-| OMNINODE_HANDLERS | handler modules or ``.py`` files, comma-separated | ``handlers.py`` by charts |
+| OMNINODE_HANDLERS | handler modules or ``.py`` files, comma-separated | ``handlers.py`` |
 | OMNINODE_PROFILE | ``production`` or ``local`` (the embedded broker's settings) | production |
 | OMNINODE_ROLES | what this worker runs: reducer, effects, computes, projector | all four |
 | OMNINODE_PARTITIONS | overrides the manifest's partition count (dev and tests) | manifest |
