@@ -1,21 +1,23 @@
 """Stages 2 and 3 of loading: build the chart model from a schema-valid document.
 
 The builder resolves targets, compiles CEL, parses delays and runs the semantic checks,
-collecting every problem (with its line) rather than stopping at the first.
+collecting every problem (with its line) rather than stopping at the first. It also holds
+the chart to the semantic limits of :class:`app.spi.limits.Limits`: state nesting, the
+longest delay and plain-JSON ``data``.
 """
 
 from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError
+from jsonschema.exceptions import SchemaError, ValidationError
 
 from app.core import paths
-from app.core.durations import parse_duration_ms
+from app.core.durations import format_duration, parse_duration_ms
 from app.core.errors import Diagnostic
 from app.core.expressions import CelSyntaxError, Expr, compile_expr
 from app.core.guards import GuardRegistry
@@ -32,6 +34,7 @@ from app.core.model import (
 )
 from app.core.yamlsrc import Path, SourceDoc
 from app.spi.envelopes import RESULT_SUFFIXES, DispatchKind, RetryPolicy
+from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
 
 DEFAULT_TIMEOUT_MS = 30_000
 _STATE_ONLY_KEYS = ("initial", "states", "on", "always", "after", "on_done")
@@ -40,9 +43,12 @@ _STATE_ONLY_KEYS = ("initial", "states", "on", "always", "after", "on_done")
 class ChartBuilder:
     """Builds one :class:`Chart`; ``problems`` holds every diagnostic found."""
 
-    def __init__(self, doc: SourceDoc, guards: GuardRegistry) -> None:
+    def __init__(
+        self, doc: SourceDoc, guards: GuardRegistry, limits: Limits = DEFAULT_LIMITS
+    ) -> None:
         self.doc = doc
         self.guards = guards
+        self.limits = limits
         self.problems: list[Diagnostic] = []
         self.raw: dict[str, dict[str, Any]] = {}
         self.where: dict[str, Path] = {}
@@ -176,10 +182,19 @@ class ChartBuilder:
 
     def delay(self, value: object, where: Path) -> int | None:
         try:
-            return parse_duration_ms(value)
+            delay = parse_duration_ms(value)
         except ValueError as exc:
             self.error(where, str(exc))
             return None
+        longest = self.limits.delay_ms
+        if delay > longest:
+            self.error(
+                where,
+                f"{where[-1]} {value} is longer than the maximum {format_duration(longest)} "
+                f"(OMNINODE_MAX_DELAY_MS={longest})",
+            )
+            return None
+        return delay
 
     def actions(self, spec: dict[str, Any], where: Path) -> Actions:
         assigns = []
@@ -413,19 +428,31 @@ class ChartBuilder:
             except SchemaError as exc:
                 self.error(where, f"invalid JSON Schema: {exc.message}")
                 continue
-            validators[key] = Draft202012Validator(schema)
+            validator = _BoundedValidator(Draft202012Validator(schema))
+            first = next(validator.iter_errors({}), None)
+            if first is not None and first.message == _ENDLESS:
+                self.error(where, f"invalid JSON Schema: {_ENDLESS}")
+                continue
+            validators[key] = validator
         return validators
 
     # -- the whole build -------------------------------------------------------------------
 
     def build(self) -> Chart | None:
         data = self.doc.data
+        self.problems.extend(state_depth_problems(self.doc, self.limits))
+        if self.problems:
+            return None  # building recurses through the state tree: not past the limit
         self.collect_states()
         nodes = {path: self.build_node(path, order) for order, path in enumerate(self.raw)}
         self.check_events(data.get("events"))
         if not self.problems:
             self.check_reachability(nodes)
         validators = self.compile_schemas(data)
+        problem = json_problem(data.get("data"), self.limits.json_depth)
+        if problem is not None:
+            hint = " (OMNINODE_MAX_JSON_DEPTH)" if problem.startswith("nested") else ""
+            self.error(("data",), f"data must be plain JSON: {problem}{hint}")
         if self.problems:
             return None
         return Chart(
@@ -440,7 +467,57 @@ class ChartBuilder:
             dispatch_names=frozenset(self._dispatch_names),
             guards=self.guards,
             validators=validators,
+            limits=self.limits,
         )
+
+
+def state_depth_problems(doc: SourceDoc, limits: Limits) -> list[Diagnostic]:
+    """States nested deeper than ``limits.state_depth``, one diagnostic per too-deep branch.
+
+    Iterative and tolerant of any shape (it runs before the schema check), so a document
+    nested far past the limit costs no recursion.
+    """
+    problems: list[Diagnostic] = []
+    top = doc.data.get("states") if isinstance(doc.data, dict) else None
+    work: list[tuple[Any, Path, str, int]] = [(top, ("states",), "", 1)]
+    while work:
+        states, where, prefix, depth = work.pop()
+        if not isinstance(states, dict):
+            continue
+        for name, raw in states.items():
+            path = paths.join(prefix, str(name))
+            if depth > limits.state_depth:
+                problems.append(
+                    Diagnostic(
+                        doc.file,
+                        doc.line_of((*where, name)),
+                        f"state '{path}' is nested {depth} deep, deeper than the limit of "
+                        f"{limits.state_depth} (OMNINODE_MAX_STATE_DEPTH)",
+                    )
+                )
+                break  # one diagnostic per too-deep branch is enough
+            if isinstance(raw, dict):
+                work.append((raw.get("states"), (*where, name, "states"), path, depth + 1))
+    return problems
+
+
+class _BoundedValidator:
+    """A JSON Schema validator that reports a schema referring to itself without end
+    (``$ref: '#'``) as a validation error instead of raising RecursionError: the reducer
+    must never raise on a chart the loader accepted."""
+
+    def __init__(self, inner: Draft202012Validator) -> None:
+        self.inner = inner
+        self.schema = inner.schema
+
+    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
+        try:
+            yield from self.inner.iter_errors(instance)
+        except RecursionError:
+            yield ValidationError(_ENDLESS)
+
+
+_ENDLESS = "the schema refers to itself without end (a $ref loop)"
 
 
 def timer_event_for(path: str, index: int) -> str:

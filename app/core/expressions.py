@@ -16,6 +16,7 @@ from typing import Any
 import cel
 
 from app.core.errors import StepFailure
+from app.spi.limits import DEFAULT_LIMITS
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*)")
 
@@ -62,18 +63,58 @@ def _syntax_message(source: str, raw: str) -> str:
     return f"CEL syntax error in {source!r} at column {column}: {detail}"
 
 
-def to_json_value(value: Any, where: str) -> Any:
-    """Check that a CEL result is plain JSON (null, bool, number, string, list, map)."""
-    if value is None or isinstance(value, bool | int | str):
+_PLAIN = frozenset({str, int, bool, type(None)})  # exact types that are JSON as they are
+
+
+def to_json_value(value: Any, where: str, max_depth: int = DEFAULT_LIMITS.json_depth) -> Any:
+    """Check that a CEL result is plain JSON (null, bool, number, string, list, map) nested at
+    most ``max_depth`` levels (``Limits.json_depth``); returns it as plain lists and dicts.
+
+    Runs on every assignment and dispatch input, so scalars are recognised by exact type
+    before anything else (no call for the items of a list or map that are scalars)."""
+    if type(value) in _PLAIN:
         return value
+    try:
+        return _json(value, where, max_depth)
+    except _TooDeep:
+        raise StepFailure(
+            f"{where}: result is nested deeper than {max_depth} levels (OMNINODE_MAX_JSON_DEPTH)"
+        ) from None
+
+
+class _TooDeep(Exception):
+    """Raised from inside :func:`_json`; :func:`to_json_value` names the limit."""
+
+
+def _json(value: Any, where: str, depth_left: int) -> Any:
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is float:
+        if not math.isfinite(value):
+            raise StepFailure(f"{where}: result {value!r} is not a JSON number")
+        return value
+    if kind is list or kind is tuple:
+        if depth_left < 1:
+            raise _TooDeep
+        depth_left -= 1
+        return [item if type(item) in _PLAIN else _json(item, where, depth_left) for item in value]
+    if kind is dict:
+        if depth_left < 1:
+            raise _TooDeep
+        depth_left -= 1
+        result = {}
+        for key, item in value.items():
+            if type(key) is not str and not isinstance(key, str):
+                raise StepFailure(f"{where}: map keys must be strings to be stored as JSON")
+            result[key] = item if type(item) in _PLAIN else _json(item, where, depth_left)
+        return result
     if isinstance(value, float):
         if not math.isfinite(value):
             raise StepFailure(f"{where}: result {value!r} is not a JSON number")
         return value
-    if isinstance(value, list | tuple):
-        return [to_json_value(item, where) for item in value]
-    if isinstance(value, dict):
-        if not all(isinstance(key, str) for key in value):
-            raise StepFailure(f"{where}: map keys must be strings to be stored as JSON")
-        return {key: to_json_value(item, where) for key, item in value.items()}
+    if value is None or isinstance(value, bool | int | str):  # subclasses of the plain types
+        return value
+    if isinstance(value, list | tuple | dict):
+        return _json(list(value) if not isinstance(value, dict) else dict(value), where, depth_left)
     raise StepFailure(f"{where}: result of type {type(value).__name__} is not JSON")

@@ -290,6 +290,14 @@ def _states_handling(chart: Chart, event_type: str | None) -> frozenset[str]:
 
 
 def _is_enabled(run: MacrostepRun, transition: Transition) -> bool:
+    if transition.guard is None and transition.when is None:
+        return True
+    run.evaluations += 1
+    if run.evaluations > run.chart.limits.evaluations_per_step:
+        raise StepFailure(
+            f"more than {run.chart.limits.evaluations_per_step} guard/when evaluations in one "
+            "step (OMNINODE_MAX_EVALUATIONS_PER_STEP)"
+        )
     if transition.guard is not None:
         predicate = run.chart.guards.get(transition.guard)
         if predicate is None:

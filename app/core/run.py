@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from app.core.durations import format_instant, parse_instant_ms
+from app.core.durations import format_duration, format_instant, parse_instant_ms
 from app.core.errors import StepFailure
 from app.core.expressions import to_json_value
 from app.core.model import Actions, AfterTimer, Chart, DispatchSpec
@@ -42,6 +42,8 @@ class MacrostepRun:
         self.now_ms = parse_instant_ms(event.occurred_at)
         self.taken: list[tuple[str, tuple[str, ...]]] = []
         self.microsteps = 0
+        self.evaluations = 0  # guards and `when`s evaluated, held to limits.evaluations_per_step
+        self.json_depth = chart.limits.json_depth
         self.history_consulted = False  # set when a result read run.history (not memoizable)
         self._ids = 0
         self._event_vars = {
@@ -72,7 +74,8 @@ class MacrostepRun:
         """Run assignments, then effects, then computes, in document order."""
         for assignment in actions.assign:
             where = f"assign {'.'.join(assignment.path)}"
-            value = to_json_value(assignment.expr.evaluate(self.variables()), where)
+            value = assignment.expr.evaluate(self.variables())
+            value = to_json_value(value, where, self.json_depth)
             self.data = set_path(self.data, assignment.path, value)
         for spec in actions.effects:
             self.dispatch(spec, owner)
@@ -113,15 +116,24 @@ class MacrostepRun:
         if spec.input is None:
             return dict(self.data)
         variables = self.variables()
+        depth = self.json_depth
         return {
-            key: to_json_value(expr.evaluate(variables), f"{spec.kind} {spec.name} input.{key}")
+            key: to_json_value(
+                expr.evaluate(variables), f"{spec.kind} {spec.name} input.{key}", depth
+            )
             for key, expr in spec.input
         }
 
     # -- timers and pending dispatches -----------------------------------------------------
 
     def arm(self, state: str, timer: AfterTimer) -> None:
-        deadline = format_instant(self.now_ms + timer.delay_ms)
+        try:
+            deadline = format_instant(self.now_ms + timer.delay_ms)
+        except (OverflowError, ValueError) as exc:
+            raise StepFailure(
+                f"timer deadline of {timer.event} ({format_duration(timer.delay_ms)} after "
+                f"{self.event.occurred_at}) is past year 9999"
+            ) from exc
         self.timers.append(Timer(self.next_id("t"), deadline, timer.event, state, timer.index))
 
     def cancel_owned_by(self, state: str) -> None:
@@ -140,7 +152,7 @@ class MacrostepRun:
                     name=pending.name,
                     compensate=pending.compensate,
                     input=pending.input or {},
-                    result=to_json_value(self.event.payload, "result payload"),
+                    result=to_json_value(self.event.payload, "result payload", self.json_depth),
                 )
             )
 

@@ -14,6 +14,7 @@ from app.core.errors import ChartError, Diagnostic
 from app.core.guards import GuardRegistry
 from app.core.loader import load_chart
 from app.core.model import Chart
+from app.spi.limits import DEFAULT_LIMITS, Limits
 
 RSS_SUFFIXES = (".yaml", ".yml")
 
@@ -33,13 +34,34 @@ def chart_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def read_chart(path: Path, guards: GuardRegistry | None = None) -> Chart:
-    """Load one chart file; unreadable files become a ChartError like any other problem."""
+def read_chart(
+    path: Path, guards: GuardRegistry | None = None, limits: Limits = DEFAULT_LIMITS
+) -> Chart:
+    """Load one chart file; unreadable files become a ChartError like any other problem.
+
+    A file over ``limits.chart_bytes`` is refused from its size, before it is read; the read
+    itself stops one byte past the limit (a file that grows meanwhile, a device or a pipe).
+    """
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size <= limits.chart_bytes:
+            with path.open("rb") as source:
+                raw = source.read(limits.chart_bytes + 1)
+            size = len(raw)
+        if size > limits.chart_bytes:
+            raise ChartError([_too_large(path, size, limits)])
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ChartError([Diagnostic(str(path), 1, f"cannot read: {exc}")]) from exc
-    return load_chart(text, str(path), guards)
+    return load_chart(text, str(path), guards, limits)
+
+
+def _too_large(path: Path, size: int, limits: Limits) -> Diagnostic:
+    message = (
+        f"the chart is {size} bytes, over the limit of {limits.chart_bytes} "
+        "(OMNINODE_MAX_CHART_BYTES)"
+    )
+    return Diagnostic(str(path), 1, message)
 
 
 def handler_specs(chart_paths: Iterable[str | Path]) -> list[str]:

@@ -22,7 +22,7 @@ def load_registry(settings: Settings) -> ChartRegistry:
     problems: list[Diagnostic] = []
     for path in files:
         try:
-            registry.register(read_chart(path))
+            registry.register(read_chart(path, limits=settings.limits))
         except ChartError as exc:
             problems.extend(exc.diagnostics)
         except DuplicateWorkflow as exc:
