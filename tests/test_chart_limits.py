@@ -552,15 +552,15 @@ def test_an_assignment_nested_deeper_than_json_depth_fails_the_step() -> None:
     )
 
 
-def test_an_assignment_copying_a_deep_payload_fails_the_step_not_the_worker() -> None:
+def test_a_payload_too_deep_to_copy_is_rejected_before_an_assignment_sees_it() -> None:
     text = MINIMAL.replace("  a: {}", '  a:\n    on:\n      GO: {assign: {x: "event.payload"}}')
     driver = Driver(load(text))
-    driver.send("$start")
+    started = driver.send("$start").snapshot
     deep: Any = 1
     for _ in range(2_000):
         deep = [deep]
     result = driver.send("GO", {"deep": deep})
-    assert result.trace.outcome == "failed"
+    assert result.trace.outcome == "rejected" and result.snapshot == started
     assert "nested deeper than 32 levels" in (result.trace.reason or "")
 
 

@@ -277,3 +277,18 @@ def test_a_stored_value_over_the_hard_cap_raises_before_anything_is_written_or_s
     journal = [decode_journal(v).seq for v in outbox.on(names.JOURNAL)]
     assert journal == list(range(1, stored.snapshot.seq + 1))  # nothing sent past the snapshot
     assert len(json.dumps(stored.snapshot.to_dict())) < 1_000_000
+
+
+def test_a_result_whose_payload_is_not_plain_json_is_rejected_by_step_not_raised() -> None:
+    """The pure step defends itself too: the agents' decoder is not its only guard."""
+    snapshot = bounded_step(SAGA, None, event("$start", "s", wf="saga")).snapshot
+    assert snapshot is not None
+    dispatch = snapshot.pending[0].dispatch_id
+    deep: dict = {}
+    for _ in range(40):
+        deep = {"d": deep}
+    for payload in ({"x": float("nan")}, deep, {"s": {1, 2}}):
+        done = Event("saga", "i", "charge.done", "d", T0, payload, dispatch_id=dispatch)
+        result = bounded_step(SAGA, snapshot, done)
+        assert result.trace.outcome == "rejected" and result.snapshot == snapshot
+        assert (result.trace.reason or "").startswith("payload: ")

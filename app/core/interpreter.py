@@ -20,6 +20,7 @@ from app.core.plans import MicrostepPlan, plans_of, remember
 from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
 from app.core.snapshot import PendingDispatch, Snapshot
 from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START, TIMER_PREFIX, Command, Event
+from app.spi.limits import json_problem
 
 Outcome = Literal["applied", "ignored", "duplicate", "rejected", "failed"]
 
@@ -55,8 +56,9 @@ class StepResult:
 
 def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     """Apply one event to one instance. Never raises for a valid chart; a malformed envelope
-    (bad time, empty id or type) is rejected with the reason, like any invalid event."""
-    problem = _envelope_problem(event)
+    (bad time, empty id or type, a payload that is not plain JSON within the chart's
+    ``json_depth``) is rejected with the reason, like any invalid event."""
+    problem = _envelope_problem(event) or _plain_payload_problem(chart, event)
     if problem:
         return _rejected(snapshot, event, problem)
     if snapshot is None:
@@ -693,6 +695,13 @@ def _envelope_problem(event: Event) -> str | None:
     except (ValueError, TypeError, OverflowError):
         return f"occurred_at is not an ISO-8601 instant: {event.occurred_at!r}"
     return None
+
+
+def _plain_payload_problem(chart: Chart, event: Event) -> str | None:
+    if not event.payload:
+        return None
+    problem = json_problem(event.payload, chart.limits.json_depth)
+    return f"payload: {problem}" if problem else None
 
 
 def _payload_problem(chart: Chart, event: Event) -> str | None:

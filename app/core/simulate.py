@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.bounds import bounded_step
 from app.core.durations import format_instant, parse_duration_ms, parse_instant_ms
 from app.core.errors import SimulationInputError
-from app.core.interpreter import StepResult, step
+from app.core.interpreter import StepResult
 from app.core.model import Chart
 from app.core.snapshot import Snapshot, Timer
 from app.spi.envelopes import Event
@@ -209,7 +210,7 @@ class Simulator:
 
     def _apply(self, event: Event, number: int) -> Iterator[dict[str, Any]]:
         try:
-            result = step(self.chart, self.snapshot, event)
+            result = bounded_step(self.chart, self.snapshot, event)
         except OverflowError as exc:  # a timer armed near year 9999 lands beyond it
             raise SimulationInputError(
                 self.file,
