@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 from app.core.errors import ChartError, Diagnostic, DuplicateWorkflow
 from app.core.router import ChartRegistry
 from app.infra.chart_files import chart_files, handler_specs, import_handlers, read_chart
@@ -12,6 +14,8 @@ def load_registry(settings: Settings) -> ChartRegistry:
     """Import the handler modules and load the charts; every problem in one ChartError."""
     specs = list(settings.handler_modules) or handler_specs(settings.rss_paths)
     import_handlers(specs)
+    # Said on stderr (the worker's log): which code a worker runs must never be a guess.
+    print(f"omninode: handlers: {', '.join(specs) or 'none'}", file=sys.stderr, flush=True)
     files = chart_files(settings.rss_paths)
     if not files:
         where = ", ".join(settings.rss_paths)
