@@ -9,12 +9,16 @@ import hashlib
 import json
 from dataclasses import replace
 
+import pytest
+
 from app.core.bounds import bounded_step
 from app.core.replay import journal_record, replay
 from app.core.router import ChartRegistry
 from app.infra import settings as names
+from app.infra.control import replay_dead_letters
 from app.infra.instance_store import OUTPUT_BYTES, decode_stored
 from app.infra.reducer_agent import Reducer, StoredValueTooLarge
+from app.infra.settings import Settings
 from app.infra.wire import (
     DEAD_LETTER_PREFIX_BYTES,
     DEAD_LETTER_VALUE_BYTES,
@@ -292,3 +296,12 @@ def test_a_result_whose_payload_is_not_plain_json_is_rejected_by_step_not_raised
         result = bounded_step(SAGA, snapshot, done)
         assert result.trace.outcome == "rejected" and result.snapshot == snapshot
         assert (result.trace.reason or "").startswith("payload: ")
+
+
+def test_a_truncated_dead_letter_is_refused_by_replay_before_anything_is_sent() -> None:
+    letter = decode_dead_letter(dead_letter("big", "decode", ("in", 0, 1), b"a:b", b"x" * 600_000))
+    letter["id"] = "0:5"
+    # An unreachable cluster: the refusal must come before any connection is tried.
+    settings = Settings(bootstrap_servers="127.0.0.1:1")
+    with pytest.raises(ValueError, match=r"cannot replay 0:5: .* prefix"):
+        asyncio.run(replay_dead_letters(settings, [letter]))

@@ -103,6 +103,11 @@ async def replay_dead_letters(settings: Settings, letters: list[dict[str, Any]])
     """Send each letter's original key and bytes back to the topic they were read from."""
     if unreadable := [d["id"] for d in letters if d.get("stage") == UNREADABLE_STAGE]:
         raise ValueError(f"cannot replay {', '.join(unreadable)}: not a readable dead letter")
+    if truncated := [d["id"] for d in letters if d.get("value_truncated")]:
+        raise ValueError(
+            f"cannot replay {', '.join(truncated)}: the dead letter keeps only a prefix of "
+            "a record over the size limits (see value_size and value_sha256)"
+        )
     records = [(d["source_topic"], d["key"], d["value"] or b"") for d in letters]
     await produce(settings, records)
 
