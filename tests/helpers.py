@@ -72,3 +72,16 @@ class Driver:
     def data(self) -> Any:
         assert self.snapshot is not None
         return self.snapshot.data
+
+
+class ListOutbox:
+    """An outbox that keeps what is sent, in order: (topic, key, value)."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+        self.sent.append((topic, key, value))
+
+    def on(self, topic: str) -> list[bytes]:
+        return [value for t, _, value in self.sent if t == topic]

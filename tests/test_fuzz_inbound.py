@@ -17,8 +17,7 @@ from app.infra.avro import codec
 from app.infra.reducer_agent import Reducer
 from app.infra.wire import decode_dead_letter, encode_event
 from app.spi.envelopes import Event
-from tests.helpers import chart
-from tests.test_runtime_units import ListOutbox
+from tests.helpers import ListOutbox, chart
 
 CHART = chart("""
     rss: 1

@@ -29,8 +29,7 @@ from app.infra.wire import (
 )
 from app.spi.envelopes import Event
 from app.spi.limits import DEFAULT_LIMITS, Limits
-from tests.helpers import chart
-from tests.test_runtime_units import ListOutbox
+from tests.helpers import ListOutbox, chart
 
 T0 = "2026-01-01T00:00:00Z"
 PINGER = chart("""

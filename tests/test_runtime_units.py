@@ -29,20 +29,9 @@ from app.infra.worker_agent import CommandRunner
 from app.spi.envelopes import Command, Event, RetryPolicy
 from projectors.instances import project
 from projectors.state_counts import deltas
-from tests.helpers import chart
+from tests.helpers import ListOutbox, chart
 
 SOURCE = ("omninode.events", 0, 7)
-
-
-class ListOutbox:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes]] = []
-
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.sent.append((topic, key, value))
-
-    def on(self, topic: str) -> list[bytes]:
-        return [value for t, _, value in self.sent if t == topic]
 
 
 def run(coroutine):  # type: ignore[no-untyped-def]

@@ -20,20 +20,10 @@ from app.infra.wire import dead_letter, decode_dead_letter, decode_event, encode
 from app.infra.worker_agent import CommandRunner
 from app.spi.envelopes import Command, DispatchMode, Event, RetryPolicy
 from app.spi.limits import DEFAULT_LIMITS, Limits
+from tests.helpers import ListOutbox
 
 SOURCE = ("omninode.commands.effect", 3, 41)
 MB = 1024 * 1024
-
-
-class ListOutbox:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes]] = []
-
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        self.sent.append((topic, key, value))
-
-    def on(self, topic: str) -> list[bytes]:
-        return [value for t, _, value in self.sent if t == topic]
 
 
 def command(

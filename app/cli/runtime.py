@@ -221,8 +221,7 @@ def _data(text: str, limits: Limits) -> dict[str, Any]:
         raise BadData("--data must be a JSON object")
     problem = json_problem(payload, limits.json_depth)
     if problem is not None:
-        where = " (OMNINODE_MAX_JSON_DEPTH)" if problem.startswith("nested") else ""
-        raise BadData(f"--data: {problem}{where}")
+        raise BadData(f"--data: {problem}")
     return payload
 
 

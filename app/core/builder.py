@@ -451,8 +451,7 @@ class ChartBuilder:
         validators = self.compile_schemas(data)
         problem = json_problem(data.get("data"), self.limits.json_depth)
         if problem is not None:
-            hint = " (OMNINODE_MAX_JSON_DEPTH)" if problem.startswith("nested") else ""
-            self.error(("data",), f"data must be plain JSON: {problem}{hint}")
+            self.error(("data",), f"data must be plain JSON: {problem}")
         if self.problems:
             return None
         return Chart(

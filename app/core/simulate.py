@@ -108,8 +108,7 @@ def _parse_line(raw: str, file: str, number: int, limits: Limits) -> ScriptLine:
             raise ValueError("'payload' must be a JSON object")
         problem = json_problem(payload, limits.json_depth)
         if problem is not None:
-            where = " (OMNINODE_MAX_JSON_DEPTH)" if problem.startswith("nested") else ""
-            raise ValueError(f"'payload': {problem}{where}")
+            raise ValueError(f"'payload': {problem}")
         for name in ("id", "dispatch_id"):
             if name in obj and not isinstance(obj[name], str):
                 raise ValueError(f"'{name}' must be a string")
