@@ -73,8 +73,8 @@ def json_problem(value: Any, max_depth: int) -> str | None:
                 return f"{where or 'value'} is {item!r}, not a JSON number"
             continue
         if isinstance(item, list | tuple | dict) and depth > max_depth:
-            depth = f"nested deeper than {max_depth} levels at {where or 'the top'}"
-            return f"{depth} (OMNINODE_MAX_JSON_DEPTH)"
+            nesting = f"nested deeper than {max_depth} levels at {where or 'the top'}"
+            return f"{nesting} (OMNINODE_MAX_JSON_DEPTH)"
         if isinstance(item, list | tuple):
             stack.extend((child, depth + 1, f"{where}[{i}]") for i, child in enumerate(item))
         elif isinstance(item, dict):
