@@ -11,7 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
-from app.spi.envelopes import DispatchKind, DispatchMode, InstanceStatus, JsonObject, JsonValue
+from app.spi.envelopes import (
+    DispatchKind,
+    DispatchMode,
+    Event,
+    InstanceStatus,
+    JsonObject,
+    JsonValue,
+)
 
 DEDUP_WINDOW = 64
 
@@ -25,6 +32,19 @@ class Timer:
     event: str
     state: str
     index: int
+
+
+def timer_firing(workflow: str, instance_id: str, timer: Timer) -> Event:
+    """The event an armed timer fires as, at its deadline. The id derives from the timer's,
+    so a timer sent twice (a restart, a rescan) is applied once."""
+    return Event(
+        workflow_type=workflow,
+        instance_id=instance_id,
+        type=timer.event,
+        event_id=f"timer:{timer.id}",
+        occurred_at=timer.deadline,
+        timer_id=timer.id,
+    )
 
 
 @dataclass(frozen=True, slots=True)
