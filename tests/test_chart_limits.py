@@ -171,7 +171,7 @@ def test_load_registry_reads_every_chart_with_the_settings_limits(
         seen.append(limits)
         return real(path, guards, limits)
 
-    monkeypatch.setattr("app.infra.runtime.read_chart", spy)
+    monkeypatch.setattr("app.infra.chart_files.read_chart", spy)
     roomy = Limits(chart_bytes=10_000)
     load_registry(Settings(rss_paths=(str(tmp_path),), handler_modules=("json",), limits=roomy))
     assert seen == [roomy]

@@ -484,3 +484,15 @@ def test_status_of_a_long_changelog_is_its_last_snapshot(deployment: Deployment)
     (how,) = [line for line in result.stderr.splitlines() if line.startswith("read ")]
     assert how.startswith(f"read {topic} partition {partition}: from offset 0 to ")
     assert f"{total} with key order_fulfillment:long-1" in how
+
+
+def test_validate_and_simulate_hold_charts_to_the_limits_in_the_environment(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    chart = str(ROOT / "rss" / "order_fulfillment.yaml")
+    script = str(ROOT / "tests" / "scenarios" / "order_fulfillment" / "happy.jsonl")
+    monkeypatch.setenv("OMNINODE_MAX_CHART_BYTES", "100")
+    for argv in (["validate", chart], ["simulate", chart, script]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "OMNINODE_MAX_CHART_BYTES" in err and "order_fulfillment.yaml:1:" in err

@@ -17,15 +17,15 @@ from pathlib import Path
 
 from app.cli.runtime import add_commands, guarded
 from app.core.diagram import to_dot, to_mermaid
-from app.core.errors import ChartError, DuplicateWorkflow, SimulationInputError
+from app.core.errors import ChartError, SimulationInputError
 from app.core.model import Chart
-from app.core.router import ChartRegistry
 from app.core.simulate import Simulator, parse_script
 from app.infra.chart_files import (
     HandlerImportError,
     chart_files,
     handler_specs,
     import_handlers,
+    load_charts,
     read_chart,
 )
 from app.infra.settings import limits_from_env
@@ -104,7 +104,7 @@ def _load_one(path: str) -> Chart | None:
     """Load a chart (after its handler modules), printing diagnostics on failure."""
     _import_handlers([path])
     try:
-        return read_chart(Path(path))
+        return read_chart(Path(path), limits=limits_from_env())
     except ChartError as exc:
         _print_diagnostics(exc)
         return None
@@ -117,23 +117,13 @@ def _validate(args: argparse.Namespace) -> int:
     if not files:
         print("omninode: no RSS files (*.yaml, *.yml) found", file=sys.stderr)
         return EXIT_BAD_INPUT
-    failed = 0
-    registry = ChartRegistry()
-    for path in files:
-        try:
-            chart = read_chart(path)
-            registry.register(chart)
-        except ChartError as exc:
-            failed += 1
-            _print_diagnostics(exc)
-            continue
-        except DuplicateWorkflow as exc:
-            failed += 1
-            print(f"{path}:1: {exc}", file=sys.stderr)
-            continue
+    charts = load_charts(files, limits_from_env())
+    for diagnostic in charts.problems:
+        print(diagnostic, file=sys.stderr)
+    for path, chart in charts.loaded:
         states = len(chart.states) - 1
         print(f"ok  {path}  ({chart.workflow} v{chart.version}, {states} states)")
-    return EXIT_BAD_INPUT if failed else 0
+    return EXIT_BAD_INPUT if charts.problems else 0
 
 
 def _simulate(args: argparse.Namespace) -> int:

@@ -7,13 +7,15 @@ import importlib.util
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
-from app.core.errors import ChartError, Diagnostic
+from app.core.errors import ChartError, Diagnostic, DuplicateWorkflow
 from app.core.guards import GuardRegistry
 from app.core.loader import load_chart
 from app.core.model import Chart
+from app.core.router import ChartRegistry
 from app.spi.limits import DEFAULT_LIMITS, Limits
 
 RSS_SUFFIXES = (".yaml", ".yml")
@@ -62,6 +64,32 @@ def _too_large(path: Path, size: int, limits: Limits) -> Diagnostic:
         "(OMNINODE_MAX_CHART_BYTES)"
     )
     return Diagnostic(str(path), 1, message)
+
+
+@dataclass
+class LoadedCharts:
+    """Every chart of a set of files in one registry, or why each failed."""
+
+    registry: ChartRegistry = field(default_factory=ChartRegistry)
+    loaded: list[tuple[Path, Chart]] = field(default_factory=list)
+    problems: list[Diagnostic] = field(default_factory=list)
+
+
+def load_charts(files: Iterable[Path], limits: Limits = DEFAULT_LIMITS) -> LoadedCharts:
+    """Load each file and register it; the one loop behind ``validate`` and the workers."""
+    result = LoadedCharts()
+    for path in files:
+        try:
+            chart = read_chart(path, limits=limits)
+            result.registry.register(chart)
+        except ChartError as exc:
+            result.problems.extend(exc.diagnostics)
+            continue
+        except DuplicateWorkflow as exc:
+            result.problems.append(Diagnostic(str(path), 1, str(exc)))
+            continue
+        result.loaded.append((path, chart))
+    return result
 
 
 def handler_specs(chart_paths: Iterable[str | Path]) -> list[str]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 
-from app.core.errors import ChartError, Diagnostic, DuplicateWorkflow
+from app.core.errors import ChartError, Diagnostic
 from app.core.router import ChartRegistry
-from app.infra.chart_files import chart_files, handler_specs, import_handlers, read_chart
+from app.infra.chart_files import chart_files, handler_specs, import_handlers, load_charts
 from app.infra.settings import Settings
 
 
@@ -22,15 +22,7 @@ def load_registry(settings: Settings) -> ChartRegistry:
         raise ChartError(
             [Diagnostic(where, 1, "no RSS files (*.yaml, *.yml) on OMNINODE_RSS_PATH")]
         )
-    registry = ChartRegistry()
-    problems: list[Diagnostic] = []
-    for path in files:
-        try:
-            registry.register(read_chart(path, limits=settings.limits))
-        except ChartError as exc:
-            problems.extend(exc.diagnostics)
-        except DuplicateWorkflow as exc:
-            problems.append(Diagnostic(str(path), 1, str(exc)))
-    if problems:
-        raise ChartError(problems)
-    return registry
+    charts = load_charts(files, settings.limits)
+    if charts.problems:
+        raise ChartError(charts.problems)
+    return charts.registry
