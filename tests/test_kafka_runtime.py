@@ -19,7 +19,7 @@ from app.core.snapshot import Snapshot
 from app.infra import settings as names
 from app.infra.avro import codec
 from app.infra.control import new_event, read_history, read_snapshot, send_events, wait_for
-from app.infra.demo import DEMO_RUNS, drive
+from app.infra.demo import demo_runs, drive
 from app.infra.kafka_client import produce, read_key, read_topic
 from app.infra.settings import Settings, changelog_topic
 from app.infra.wire import decode_dead_letter, encode_event
@@ -82,7 +82,7 @@ def test_the_three_examples_run_to_their_final_states(deployment: Deployment) ->
     settings = deployment.settings
 
     async def scenario() -> list[Snapshot]:
-        runs = [drive(settings, run, f"{run.workflow}-{n}") for run in DEMO_RUNS for n in (1, 2)]
+        runs = [drive(settings, run, f"{run.workflow}-{n}") for run in demo_runs() for n in (1, 2)]
         return list(await asyncio.gather(*runs))
 
     finals = deployment.run(scenario())
@@ -179,7 +179,7 @@ def test_reducer_and_handlers_run_in_separate_processes_by_role(deployment: Depl
     )
     reducer.wait_ready()
     runner.wait_ready()
-    order_run = next(run for run in DEMO_RUNS if run.workflow == "order_fulfillment")
+    order_run = next(run for run in demo_runs() if run.workflow == "order_fulfillment")
     final = deployment.run(drive(deployment.settings, order_run, "split-1"))
     assert (final.status, final.configuration) == ("done", ("shipped",))
     assert b"charged order_fulfillment:split-1" in runner.log_path.read_bytes()

@@ -27,7 +27,7 @@ from app.infra.control import (
     replay_dead_letters,
     send_events,
 )
-from app.infra.demo import DEMO_RUNS, drive
+from app.infra.demo import demo_runs, drive
 from app.infra.kafka_client import KafkaUnavailable, apply_topics, plan_topics
 from app.infra.kafka_client import log as read_log
 from app.infra.rebuild import rebuild_projections
@@ -386,7 +386,7 @@ def _dev(args: argparse.Namespace) -> int:
             worker.wait_ready()
             print("[3/4] worker ready (faust -A app.main worker)", flush=True)
             print("[4/4] running the example workflows:", flush=True)
-            for run in DEMO_RUNS:
+            for run in demo_runs():
                 _run(drive(settings, run, "demo-1", lambda line: print("   ", line, flush=True)))
             if args.once:
                 return 0

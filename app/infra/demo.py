@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from app.core.snapshot import Snapshot
 from app.infra.control import new_event, send_events, wait_for
@@ -34,40 +38,28 @@ class DemoRun:
         return self.steps[-1]
 
 
-DEMO_RUNS = (
-    DemoRun(
-        "order_fulfillment",
-        (
-            DemoStep(
-                "$start", {"order_id": "o-1", "total": 40, "items": ["book"]}, ("awaiting_payment",)
+DEMO_FILE = Path(__file__).resolve().parents[2] / "examples" / "demo_runs.yaml"
+
+
+@cache
+def demo_runs(path: Path = DEMO_FILE) -> tuple[DemoRun, ...]:
+    """The runs in ``examples/demo_runs.yaml``: per workflow, its steps in order."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return tuple(
+        DemoRun(
+            workflow,
+            tuple(
+                DemoStep(
+                    step["event"],
+                    step.get("payload", {}),
+                    tuple(step["until"]),
+                    step.get("status", "active"),
+                )
+                for step in steps
             ),
-            DemoStep(
-                "PAY",
-                {"amount": 40},
-                ("fulfilment.invoicing.invoiced", "fulfilment.packing.picking"),
-            ),
-            DemoStep("PICKED", {}, ("shipped",), "done"),
-        ),
-    ),
-    DemoRun(
-        "document_approval",
-        (
-            DemoStep("$start", {"title": "Q3 report"}, ("draft",)),
-            DemoStep("SUBMIT", {}, ("review.pending",)),
-            DemoStep("APPROVE", {"reviewer": "ana"}, ("review.pending",)),
-            DemoStep("APPROVE", {"reviewer": "bo"}, ("published",), "done"),
-        ),
-    ),
-    DemoRun(
-        "loan_application",
-        (
-            DemoStep(
-                "$start", {"applicant": "lee", "amount": 1200, "customer_years": 3}, ("intake",)
-            ),
-            DemoStep("SUBMIT_DOCS", {"documents": ["id"]}, ("funded",), "done"),
-        ),
-    ),
-)
+        )
+        for workflow, steps in raw.items()
+    )
 
 
 def reached(step: DemoStep, after_seq: int) -> Callable[[Snapshot], bool]:
