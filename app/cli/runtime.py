@@ -75,6 +75,21 @@ def add_commands(commands: Any) -> None:
     _verbose_arg(history)
     history.set_defaults(handler=_history)
 
+    _add_dlq(commands)
+
+    projections = commands.add_parser(
+        "projections", help="rebuild the read models from the journal, from offset 0"
+    )
+    projections.add_argument("action", choices=("check", "rebuild"))
+    projections.set_defaults(handler=_projections)
+
+    dev = commands.add_parser("dev", help="embedded broker + topics + a worker + the examples")
+    dev.add_argument("--once", action="store_true", help="stop after the demo runs")
+    dev.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
+    dev.set_defaults(handler=_dev)
+
+
+def _add_dlq(commands: Any) -> None:
     dlq = commands.add_parser("dlq", help="list, show and replay dead letters")
     dlq_actions = dlq.add_subparsers(dest="action", required=True, metavar="ACTION")
     dlq_list = dlq_actions.add_parser("list", help="one line per dead letter: id, stage, reason")
@@ -91,17 +106,6 @@ def add_commands(commands: Any) -> None:
     dlq_replay.add_argument("--all", action="store_true", help="every dead letter (or --stage)")
     dlq_replay.add_argument("--stage", help="with --all: only this stage")
     dlq_replay.set_defaults(handler=_dlq_replay)
-
-    projections = commands.add_parser(
-        "projections", help="rebuild the read models from the journal, from offset 0"
-    )
-    projections.add_argument("action", choices=("check", "rebuild"))
-    projections.set_defaults(handler=_projections)
-
-    dev = commands.add_parser("dev", help="embedded broker + topics + a worker + the examples")
-    dev.add_argument("--once", action="store_true", help="stop after the demo runs")
-    dev.add_argument("--port", type=int, default=0, help="broker port (default: a free one)")
-    dev.set_defaults(handler=_dev)
 
 
 def _instance_args(parser: argparse.ArgumentParser) -> None:
