@@ -11,7 +11,7 @@ from app.core.guards import GuardRegistry
 from app.core.interpreter import StepResult, step
 from app.core.loader import load_chart
 from app.core.model import Chart
-from app.core.snapshot import Snapshot
+from app.core.snapshot import Snapshot, timer_firing
 from app.spi.envelopes import Event
 
 T0 = "2026-01-01T00:00:00Z"
@@ -61,7 +61,7 @@ class Driver:
         assert self.snapshot is not None
         timer = next(t for t in self.snapshot.timers if t.state == state and t.index == index)
         self.now = timer.deadline
-        return self.send(timer.event, timer_id=timer.id, at=timer.deadline)
+        return self.apply(timer_firing(self.chart.workflow, self.instance_id, timer))
 
     @property
     def config(self) -> tuple[str, ...]:

@@ -23,7 +23,7 @@ from app.core.durations import format_instant, parse_duration_ms, parse_instant_
 from app.core.errors import SimulationInputError
 from app.core.interpreter import StepResult
 from app.core.model import Chart
-from app.core.snapshot import Snapshot, Timer
+from app.core.snapshot import Snapshot, Timer, timer_firing
 from app.spi.envelopes import Event
 from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
 
@@ -183,14 +183,7 @@ class Simulator:
                 self.clock_ms = target_ms
                 return
             self.clock_ms = parse_instant_ms(timer.deadline)
-            firing = Event(
-                workflow_type=self.chart.workflow,
-                instance_id=self.instance_id,
-                type=timer.event,
-                event_id=f"timer-{timer.id}",
-                occurred_at=timer.deadline,
-                timer_id=timer.id,
-            )
+            firing = timer_firing(self.chart.workflow, self.instance_id, timer)
             yield from self._apply(firing, number)
         raise SimulationInputError(
             self.file, number, f"more than {MAX_TIMER_FIRINGS_PER_MOVE} timer firings in one move"
