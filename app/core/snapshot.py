@@ -19,6 +19,7 @@ from app.spi.envelopes import (
     JsonObject,
     JsonValue,
 )
+from app.spi.limits import canonical_json
 
 DEDUP_WINDOW = 64
 
@@ -157,8 +158,9 @@ class Snapshot:
 
 
 def dumps(snapshot: Snapshot) -> str:
-    """Canonical JSON text of a snapshot (sorted keys, no spaces)."""
-    return json.dumps(snapshot.to_dict(), sort_keys=True, separators=(",", ":"))
+    """Canonical JSON text of a snapshot (``canonical_json``: sorted keys, no spaces; a
+    snapshot holds no NaN or infinity, since the core refuses them)."""
+    return canonical_json(snapshot.to_dict())
 
 
 def loads(text: str | bytes) -> Snapshot:
