@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from app.spi.envelopes import JournalRecord
 
 
 @dataclass(frozen=True, slots=True)
 class InstanceView:
+    """One instance's read model; on the wire it is ``omninode.InstanceView``
+    (``app.infra.wire.encode_instance_view``/``decode_instance_view``)."""
+
     workflow_type: str
     instance_id: str
     workflow_version: int
@@ -29,14 +34,14 @@ class InstanceView:
         }
 
     @classmethod
-    def from_record(cls, raw: dict[str, object]) -> InstanceView:
+    def from_record(cls, raw: Mapping[str, Any]) -> InstanceView:
         return cls(
             workflow_type=str(raw["workflow_type"]),
             instance_id=str(raw["instance_id"]),
-            workflow_version=int(raw["workflow_version"]),  # type: ignore[call-overload]
+            workflow_version=int(raw["workflow_version"]),
             status=str(raw["status"]),
-            configuration=tuple(raw["configuration"]),  # type: ignore[arg-type]
-            seq=int(raw["seq"]),  # type: ignore[call-overload]
+            configuration=tuple(raw["configuration"]),
+            seq=int(raw["seq"]),
             updated_at=str(raw["updated_at"]),
         )
 

@@ -7,8 +7,38 @@ instance with an empty configuration (cancelled) counts under ``(<status>)``.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 from projectors.instances import InstanceView
+
+
+@dataclass(frozen=True, slots=True)
+class StateCount:
+    """A count (or a +1/-1 change to one) of a workflow's instances in a state; on the wire
+    it is ``omninode.StateCount`` (``app.infra.wire.encode_state_count``/
+    ``decode_state_count``), keyed ``workflowType:state``."""
+
+    workflow_type: str
+    state: str
+    count: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.workflow_type}:{self.state}"
+
+    @classmethod
+    def of_key(cls, key: str, count: int) -> StateCount:
+        workflow, state = split_key(key)
+        return cls(workflow, state, count)
+
+    def to_record(self) -> dict[str, object]:
+        return {"workflow_type": self.workflow_type, "state": self.state, "count": self.count}
+
+    @classmethod
+    def from_record(cls, raw: Mapping[str, Any]) -> StateCount:
+        return cls(str(raw["workflow_type"]), str(raw["state"]), int(raw["count"]))
 
 
 def state_keys(view: InstanceView | None) -> list[str]:

@@ -21,7 +21,7 @@ import fastavro
 import fastavro.schema
 from faust.serializers import codecs
 
-from app.spi.limits import DEFAULT_LIMITS, canonical_json, json_problem
+from app.spi.limits import DEFAULT_LIMITS, json_problem
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "avro_schemas"
 MAGIC = 0
@@ -37,7 +37,8 @@ SCHEMA_NAMES = (
 
 
 class AvroDecodeError(ValueError):
-    """Bytes that are not a record of the expected schema (a reason for a dead letter)."""
+    """The one error of the wire's codecs: bytes that are not a record of the expected
+    schema, or a record that cannot be encoded (a reason for a dead letter)."""
 
 
 class AvroCodec(codecs.Codec):
@@ -93,11 +94,6 @@ def register_faust_codecs() -> None:
     """Make ``value_serializer="omninode.Event"`` (and the others) work on Faust topics."""
     for name in SCHEMA_NAMES:
         codecs.register(name, codec(name))
-
-
-def json_text(value: object) -> str:
-    """Canonical JSON; NaN and infinity are refused (ValueError), as JSON has neither."""
-    return canonical_json(value)
 
 
 def _refuse_constant(name: str) -> Any:

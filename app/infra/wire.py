@@ -1,13 +1,23 @@
-"""Envelopes <-> Avro records: the only place that knows both shapes."""
+"""Typed records <-> Avro bytes: the only place that knows both shapes.
+
+Every record on the wire has a frozen, typed form and one encoder and one decoder here:
+``Event``, ``Command``, ``JournalRecord`` (``app.spi.envelopes``), ``DeadLetter`` (below),
+``InstanceView`` (``projectors.instances``) and ``StateCount`` (``projectors.state_counts``).
+Every decoder raises one error type, :class:`AvroDecodeError`, with the reason, for bytes
+that are not the record: callers catch that and nothing else.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
-from typing import Any, cast
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any, ParamSpec, TypeVar, cast
 
 from app.core.durations import format_instant
-from app.infra.avro import AvroDecodeError, codec, json_object, json_text
+from app.infra.avro import AvroDecodeError, codec, json_object
 from app.spi.envelopes import (
     Command,
     DispatchKind,
@@ -17,7 +27,9 @@ from app.spi.envelopes import (
     JournalRecord,
     RetryPolicy,
 )
-from app.spi.limits import DEFAULT_LIMITS
+from app.spi.limits import DEFAULT_LIMITS, canonical_json
+from projectors.instances import InstanceView
+from projectors.state_counts import StateCount
 
 EVENT = "omninode.Event"
 COMMAND = "omninode.Command"
@@ -25,6 +37,26 @@ JOURNAL = "omninode.JournalRecord"
 DEAD_LETTER = "omninode.DeadLetter"
 INSTANCE_VIEW = "omninode.InstanceView"
 STATE_COUNT = "omninode.StateCount"
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def decoder(decode: Callable[P, T]) -> Callable[P, T]:
+    """A decoder that raises only :class:`AvroDecodeError`: a record that decodes as Avro
+    but does not map to its typed form (a missing field, a value of the wrong type or
+    range, nesting too deep) is one too, with the same message."""
+
+    @functools.wraps(decode)
+    def decoding(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return decode(*args, **kwargs)
+        except AvroDecodeError:
+            raise
+        except (KeyError, TypeError, ValueError, RecursionError) as exc:
+            raise AvroDecodeError(str(exc)) from exc
+
+    return decoding
 
 
 def utc_now() -> str:
@@ -34,7 +66,7 @@ def utc_now() -> str:
 
 def event_record(event: Event, seq: int | None = None) -> dict[str, Any]:
     """The envelope's own dict, with the payload as JSON text and the journal's seq."""
-    return {**event.to_dict(), "seq": seq, "payload": json_text(dict(event.payload))}
+    return {**event.to_dict(), "seq": seq, "payload": canonical_json(dict(event.payload))}
 
 
 def event_from_record(record: dict[str, Any], max_depth: int = DEFAULT_LIMITS.json_depth) -> Event:
@@ -46,6 +78,7 @@ def encode_event(event: Event) -> bytes:
     return codec(EVENT).encode(event_record(event))
 
 
+@decoder
 def decode_event(data: bytes | None, max_depth: int = DEFAULT_LIMITS.json_depth) -> Event:
     return event_from_record(codec(EVENT).decode(data), max_depth)
 
@@ -61,7 +94,7 @@ def encode_command(command: Command) -> bytes:
             "kind": command.kind,
             "name": command.name,
             "mode": command.mode,
-            "input": json_text(dict(command.input)),
+            "input": canonical_json(dict(command.input)),
             "retry": {
                 "max_attempts": retry.max_attempts,
                 "backoff": retry.backoff,
@@ -75,6 +108,7 @@ def encode_command(command: Command) -> bytes:
     )
 
 
+@decoder
 def decode_command(data: bytes | None) -> Command:
     record = codec(COMMAND).decode(data)
     retry = record["retry"]
@@ -110,6 +144,7 @@ def encode_journal(record: JournalRecord) -> bytes:
     )
 
 
+@decoder
 def decode_journal(data: bytes | None) -> JournalRecord:
     raw = codec(JOURNAL).decode(data)
     return JournalRecord(
@@ -130,6 +165,81 @@ DEAD_LETTER_KEY_BYTES = 1024
 DEAD_LETTER_REASON_CHARS = 4000
 
 
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One record on the dead-letter topic (``omninode.DeadLetter``), field for field."""
+
+    reason: str
+    stage: str  # decode | route | step | handler | internal
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes | None
+    value: bytes | None  # whole up to DEAD_LETTER_VALUE_BYTES, else only a prefix
+    value_size: int  # bytes of the original value
+    value_sha256: str | None  # hex SHA-256 of the original value
+    value_truncated: bool  # True: ``value`` is a prefix, and the letter cannot be replayed
+    workflow_type: str | None
+    instance_id: str | None
+    event_type: str | None
+    failed_at: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The Avro record's fields by name, in the schema's order (what ``omninode dlq``
+        prints)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def make_letter(
+    reason: str,
+    stage: str,
+    source: tuple[str, int, int],
+    key: bytes | None,
+    value: bytes | None,
+    event: Event | None = None,
+    *,
+    workflow_type: str | None = None,
+    instance_id: str | None = None,
+) -> DeadLetter:
+    """A dead letter: the original bytes (a bounded prefix of oversized ones, with their
+    size and hash), the reason and where they came from, and the instance when the event,
+    the caller or the key (``workflowType:instanceId``) tells it."""
+    topic, partition, offset = source
+    if event is not None:
+        workflow_type, instance_id = event.workflow_type, event.instance_id
+    elif workflow_type is None and instance_id is None:
+        workflow_type, instance_id = _instance_of_key(key)
+    size = len(value) if value is not None else 0
+    truncated = size > DEAD_LETTER_VALUE_BYTES
+    if len(reason) > DEAD_LETTER_REASON_CHARS:
+        reason = reason[:DEAD_LETTER_REASON_CHARS] + f"... ({len(reason)} characters)"
+    return DeadLetter(
+        reason=reason,
+        stage=stage,
+        source_topic=topic,
+        source_partition=partition,
+        source_offset=offset,
+        key=key[:DEAD_LETTER_KEY_BYTES] if key is not None else None,
+        value=value[:DEAD_LETTER_PREFIX_BYTES] if truncated and value else value,
+        value_size=size,
+        value_sha256=hashlib.sha256(value).hexdigest() if value is not None else None,
+        value_truncated=truncated,
+        workflow_type=workflow_type,
+        instance_id=instance_id,
+        event_type=event.type if event else None,
+        failed_at=utc_now(),
+    )
+
+
+def encode_letter(letter: DeadLetter) -> bytes:
+    return codec(DEAD_LETTER).encode(letter.to_dict())
+
+
+@decoder
+def decode_letter(data: bytes | None) -> DeadLetter:
+    return DeadLetter(**codec(DEAD_LETTER).decode(data))
+
+
 def dead_letter(
     reason: str,
     stage: str,
@@ -141,36 +251,18 @@ def dead_letter(
     workflow_type: str | None = None,
     instance_id: str | None = None,
 ) -> bytes:
-    """A dead-letter record: the original bytes (a bounded prefix of oversized ones, with
-    their size and hash), the reason and where they came from, and the instance when the
-    event, the caller or the key (``workflowType:instanceId``) tells it."""
-    topic, partition, offset = source
-    if event is not None:
-        workflow_type, instance_id = event.workflow_type, event.instance_id
-    elif workflow_type is None and instance_id is None:
-        workflow_type, instance_id = _instance_of_key(key)
-    size = len(value) if value is not None else 0
-    truncated = size > DEAD_LETTER_VALUE_BYTES
-    if len(reason) > DEAD_LETTER_REASON_CHARS:
-        reason = reason[:DEAD_LETTER_REASON_CHARS] + f"... ({len(reason)} characters)"
-    return codec(DEAD_LETTER).encode(
-        {
-            "reason": reason,
-            "stage": stage,
-            "source_topic": topic,
-            "source_partition": partition,
-            "source_offset": offset,
-            "key": key[:DEAD_LETTER_KEY_BYTES] if key is not None else None,
-            "value": value[:DEAD_LETTER_PREFIX_BYTES] if truncated and value else value,
-            "value_size": size,
-            "value_sha256": hashlib.sha256(value).hexdigest() if value is not None else None,
-            "value_truncated": truncated,
-            "workflow_type": workflow_type,
-            "instance_id": instance_id,
-            "event_type": event.type if event else None,
-            "failed_at": utc_now(),
-        }
+    """The encoded :func:`make_letter`."""
+    letter = make_letter(
+        reason,
+        stage,
+        source,
+        key,
+        value,
+        event,
+        workflow_type=workflow_type,
+        instance_id=instance_id,
     )
+    return encode_letter(letter)
 
 
 def _instance_of_key(key: bytes | None) -> tuple[str | None, str | None]:
@@ -180,7 +272,26 @@ def _instance_of_key(key: bytes | None) -> tuple[str | None, str | None]:
 
 
 def decode_dead_letter(data: bytes | None) -> dict[str, Any]:
-    return codec(DEAD_LETTER).decode(data)
+    """A dead letter as the plain dict of its fields (``decode_letter(data).to_dict()``)."""
+    return decode_letter(data).to_dict()
+
+
+def encode_instance_view(view: InstanceView) -> bytes:
+    return codec(INSTANCE_VIEW).encode(view.to_record())
+
+
+@decoder
+def decode_instance_view(data: bytes | None) -> InstanceView:
+    return InstanceView.from_record(codec(INSTANCE_VIEW).decode(data))
+
+
+def encode_state_count(count: StateCount) -> bytes:
+    return codec(STATE_COUNT).encode(count.to_record())
+
+
+@decoder
+def decode_state_count(data: bytes | None) -> StateCount:
+    return StateCount.from_record(codec(STATE_COUNT).decode(data))
 
 
 __all__ = ["AvroDecodeError"]
