@@ -13,11 +13,25 @@ import json
 from collections.abc import MutableMapping
 
 from app.infra import settings as topics
-from app.infra.avro import codec
-from app.infra.outbox import Outbox, Source, send_dead_letter
-from app.infra.wire import INSTANCE_VIEW, STATE_COUNT, AvroDecodeError, decode_journal
+from app.infra.decoding import decoded
+from app.infra.outbox import Outbox, Source
+from app.infra.wire import (
+    decode_journal,
+    decode_state_count,
+    encode_instance_view,
+    encode_state_count,
+)
 from projectors.instances import InstanceView, project
-from projectors.state_counts import deltas, split_key
+from projectors.state_counts import StateCount, deltas
+
+
+def stored_view(view: InstanceView) -> bytes:
+    """A view as the instance projector's table holds it: JSON text of its record."""
+    return json.dumps(view.to_record()).encode()
+
+
+def view_of(stored: bytes) -> InstanceView:
+    return InstanceView.from_record(json.loads(stored))
 
 
 class InstanceProjector:
@@ -26,27 +40,21 @@ class InstanceProjector:
         self.outbox = outbox
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
-        try:
-            record = decode_journal(value)
-        except (AvroDecodeError, KeyError, TypeError) as exc:
-            reason = f"undecodable journal record: {exc}"
-            await send_dead_letter(self.outbox, reason, "decode", source, key, value)
+        record = await decoded(decode_journal, key, value, source, self.outbox, "journal record")
+        if record is None:
             return
         view_key = record.key.encode()
         stored = self.views.get(view_key)
-        before = InstanceView.from_record(json.loads(stored)) if stored else None
+        before = view_of(stored) if stored else None
         after = project(before, record)
         if after is None:
             return
-        self.views[view_key] = json.dumps(after.to_record()).encode()
-        await self.outbox.send(
-            topics.INSTANCE_VIEWS, view_key, codec(INSTANCE_VIEW).encode(after.to_record())
-        )
+        self.views[view_key] = stored_view(after)
+        await self.outbox.send(topics.INSTANCE_VIEWS, view_key, encode_instance_view(after))
         for state_key, change in deltas(before, after).items():
-            workflow, state = split_key(state_key)
-            delta = {"workflow_type": workflow, "state": state, "count": change}
+            delta = StateCount.of_key(state_key, change)
             await self.outbox.send(
-                topics.STATE_DELTAS, state_key.encode(), codec(STATE_COUNT).encode(delta)
+                topics.STATE_DELTAS, state_key.encode(), encode_state_count(delta)
             )
 
 
@@ -56,14 +64,11 @@ class CountsProjector:
         self.outbox = outbox
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
-        try:
-            delta = codec(STATE_COUNT).decode(value)
-        except AvroDecodeError as exc:
-            reason = f"undecodable state delta: {exc}"
-            await send_dead_letter(self.outbox, reason, "decode", source, key, value)
+        delta = await decoded(decode_state_count, key, value, source, self.outbox, "state delta")
+        if delta is None:
             return
-        state_key = f"{delta['workflow_type']}:{delta['state']}".encode()
-        total = int(self.counts.get(state_key, b"0")) + int(delta["count"])
+        state_key = delta.key.encode()
+        total = int(self.counts.get(state_key, b"0")) + delta.count
         self.counts[state_key] = str(total).encode()
-        record = {**delta, "count": total}
-        await self.outbox.send(topics.STATE_COUNTS, state_key, codec(STATE_COUNT).encode(record))
+        count = StateCount(delta.workflow_type, delta.state, total)
+        await self.outbox.send(topics.STATE_COUNTS, state_key, encode_state_count(count))

@@ -43,6 +43,7 @@ from typing import Any
 
 from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
 from app.infra import settings as topics
+from app.infra.decoding import decoded
 from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import (
     AvroDecodeError,
@@ -131,11 +132,8 @@ class CommandRunner:
         return len(self._in_flight)
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
-        try:
-            command = decode_command(value)
-        except (AvroDecodeError, KeyError, TypeError) as exc:
-            reason = f"undecodable command: {exc}"
-            await send_dead_letter(self.outbox, reason, "decode", source, key, value)
+        command = await decoded(decode_command, key, value, source, self.outbox, "command")
+        if command is None:
             return
         idempotency_key = command.command_id.encode()
         while True:
