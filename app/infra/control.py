@@ -26,8 +26,8 @@ from app.infra.settings import Settings, changelog_topic
 from app.infra.wire import (
     AvroDecodeError,
     decode_command,
-    decode_dead_letter,
     decode_event,
+    decode_letter,
     encode_event,
     utc_now,
 )
@@ -83,8 +83,8 @@ async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:
     letters = []
     for record in await read_topic(settings, topic):
         try:
-            letter = decode_dead_letter(record.value)
-        except (AvroDecodeError, KeyError, TypeError, RecursionError) as exc:
+            letter = decode_letter(record.value).to_dict()
+        except AvroDecodeError as exc:
             letter = {
                 "reason": f"not a readable dead letter: {exc}",
                 "stage": UNREADABLE_STAGE,
@@ -119,7 +119,7 @@ def describe_record(value: bytes | None) -> dict[str, Any] | str:
         try:
             decoded = decode(value)
             return decoded.to_dict() if isinstance(decoded, Event) else _command_dict(decoded)
-        except (AvroDecodeError, KeyError, TypeError, ValueError, RecursionError):
+        except AvroDecodeError:
             continue
     return f"undecodable ({len(value or b'')} bytes): {(value or b'')[:64]!r}"
 

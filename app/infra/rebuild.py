@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from app.infra import settings as names
-from app.infra.avro import codec
 from app.infra.kafka_client import produce, read_topic
 from app.infra.settings import Settings
-from app.infra.wire import INSTANCE_VIEW, STATE_COUNT, decode_journal
+from app.infra.wire import (
+    decode_instance_view,
+    decode_journal,
+    decode_state_count,
+    encode_instance_view,
+    encode_state_count,
+)
 from projectors.instances import InstanceView, project
-from projectors.state_counts import split_key, totals
+from projectors.state_counts import StateCount, totals
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +45,25 @@ async def rebuild_projections(settings: Settings, publish: bool) -> RebuildRepor
         if updated is not None:
             views[entry.key] = updated
     counts = totals(views)
-    published_views = await _published(settings, names.INSTANCE_VIEWS, INSTANCE_VIEW)
-    published_counts = await _published(settings, names.STATE_COUNTS, STATE_COUNT)
-    views_differing = sum(published_views.get(k) != v.to_record() for k, v in views.items())
-    zeroed = {k: 0 for k, v in published_counts.items() if v["count"] and k not in counts}
+    published_views = await _published(settings, names.INSTANCE_VIEWS, decode_instance_view)
+    published_counts = await _published(settings, names.STATE_COUNTS, decode_state_count)
+    views_differing = sum(published_views.get(k) != v for k, v in views.items())
+    zeroed = {k: 0 for k, v in published_counts.items() if v.count and k not in counts}
     counts = {**zeroed, **counts}  # states no instance is in any more count 0
-    counts_differing = sum(published_counts.get(k, {}).get("count") != n for k, n in counts.items())
+    counts_differing = sum(
+        k not in published_counts or published_counts[k].count != n for k, n in counts.items()
+    )
     if publish:
         await produce(settings, _records(settings, views, counts))
     return RebuildReport(len(journal), len(views), len(counts), views_differing, counts_differing)
 
 
-async def _published(settings: Settings, topic: str, schema: str) -> dict[str, dict[str, object]]:
+async def _published(
+    settings: Settings, topic: str, decode: Callable[[bytes | None], T]
+) -> dict[str, T]:
+    """The latest record of each key on a projection topic (compacted: the latest wins)."""
     records = await read_topic(settings, settings.topic(topic))
-    return {r.key.decode(): codec(schema).decode(r.value) for r in records if r.key and r.value}
+    return {r.key.decode(): decode(r.value) for r in records if r.key and r.value}
 
 
 def _records(
@@ -57,12 +71,9 @@ def _records(
 ) -> list[tuple[str, bytes, bytes]]:
     view_topic = settings.topic(names.INSTANCE_VIEWS)
     count_topic = settings.topic(names.STATE_COUNTS)
-    records = [
-        (view_topic, k.encode(), codec(INSTANCE_VIEW).encode(v.to_record()))
-        for k, v in views.items()
-    ]
+    records = [(view_topic, k.encode(), encode_instance_view(v)) for k, v in views.items()]
     for key, count in counts.items():
-        workflow, state = split_key(key)
-        record = {"workflow_type": workflow, "state": state, "count": count}
-        records.append((count_topic, key.encode(), codec(STATE_COUNT).encode(record)))
+        records.append(
+            (count_topic, key.encode(), encode_state_count(StateCount.of_key(key, count)))
+        )
     return records
