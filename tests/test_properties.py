@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from hypothesis import strategies as st
 
 from app.core.interpreter import StepResult, step
 from app.core.model import Chart
+from app.core.plans import cold_copy
 from app.core.replay import journal_record, replay
 from app.core.snapshot import Snapshot, dumps, loads
 from app.infra.chart_files import import_handlers, read_chart
@@ -126,13 +126,13 @@ def test_snapshot_restore_step_equals_step_on_random_charts(data: st.DataObject)
 def check_memoized_plans_step_like_a_cold_chart(
     chart: Chart, warm_up: list[tuple[str, dict]], script: list[tuple[str, dict]]
 ) -> None:
-    """The chart's memo (selections, exit/entry plans) only caches: a chart warmed by one
-    script steps another exactly like a chart whose memo is empty at every step."""
+    """The chart's plan caches (selections, exit/entry plans) only cache: a chart warmed by
+    one script steps another exactly like a chart whose caches are empty at every step."""
     fold(chart, warm_up)
     events, warm = fold(chart, script)
     snapshot: Snapshot | None = None
     for event, expected in zip(events, warm, strict=True):
-        cold = step(replace(chart, memo={}), snapshot, event)
+        cold = step(cold_copy(chart), snapshot, event)
         assert (cold.trace, cold.commands) == (expected.trace, expected.commands)
         assert (dumps(cold.snapshot) if cold.snapshot else None) == (
             dumps(expected.snapshot) if expected.snapshot else None
@@ -152,6 +152,6 @@ def test_memoized_plans_step_like_a_cold_chart_on_random_charts(data: st.DataObj
 @SETTINGS
 @given(data=st.data())
 def test_memoized_plans_step_like_a_cold_chart_on_examples(name: str, data: st.DataObject) -> None:
-    chart = replace(EXAMPLES[name], memo={})
+    chart = cold_copy(EXAMPLES[name])
     warm_up, script = data.draw(event_scripts(chart)), data.draw(event_scripts(chart))
     check_memoized_plans_step_like_a_cold_chart(chart, warm_up, script)

@@ -20,6 +20,7 @@ from app.core import paths
 from app.core.durations import format_duration, parse_duration_ms
 from app.core.errors import Diagnostic
 from app.core.expressions import CelSyntaxError, Expr, compile_expr
+from app.core.facts import chart_facts
 from app.core.guards import GuardRegistry
 from app.core.model import (
     ROOT,
@@ -465,6 +466,7 @@ class ChartBuilder:
             states=nodes,
             dispatch_names=frozenset(self._dispatch_names),
             guards=self.guards,
+            facts=chart_facts(nodes),
             validators=validators,
             limits=self.limits,
         )

@@ -127,9 +127,35 @@ class StateNode:
         return self.type == "history"
 
 
+@dataclass(frozen=True, slots=True)
+class ChartFacts:
+    """What the state tree decides once and for all, derived by :mod:`app.core.facts` when the
+    chart is built. Every mapping is read-only and keyed by the chart's own names (states,
+    event types, transition orders), so nothing here grows at run time."""
+
+    # event type (``None``: an ``always``) -> the states with a transition for it
+    handling: Mapping[str | None, frozenset[str]]
+    # event type (``None``: an ``always``) -> the atomic states whose transition selection
+    # depends on the data or the recorded history: walking up from the state, the first
+    # transition found is guarded (``guard``/``when``) or targets a history state
+    selection_varies: Mapping[str | None, frozenset[str]]
+    # state -> every state strictly inside it
+    descendants: Mapping[str, frozenset[str]]
+    # states with a history child: exiting them records history
+    history_parents: frozenset[str]
+    # transition order -> its domain, for every transition with targets and no history target
+    domains: Mapping[int, str]
+    # orders of the transitions with a history target (their domain and entry set read history)
+    history_targeted: frozenset[int]
+
+
 @dataclass(frozen=True)
 class Chart:
-    """A loaded, validated workflow type. Build it with :func:`app.core.loader.load_chart`."""
+    """A loaded, validated workflow type. Build it with :func:`app.core.loader.load_chart`.
+
+    Immutable: what steps learn about it (selections, exit/entry plans) is cached apart, by
+    :mod:`app.core.plans`, per chart object.
+    """
 
     workflow: str
     version: int
@@ -141,11 +167,11 @@ class Chart:
     states: Mapping[str, StateNode]
     dispatch_names: frozenset[str]
     guards: GuardRegistry = field(compare=False, repr=False)
+    # Derived from ``states`` by the builder; never part of equality.
+    facts: ChartFacts = field(compare=False, repr=False)
     validators: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
     # The limits the chart was loaded with; the reducer holds its steps to them too.
     limits: Limits = field(compare=False, repr=False, default=DEFAULT_LIMITS)
-    # Derived facts memoized per chart (e.g. transition domains); never part of equality.
-    memo: dict[Any, Any] = field(compare=False, repr=False, default_factory=dict)
 
     @property
     def root(self) -> StateNode:

@@ -44,7 +44,6 @@ class MacrostepRun:
         self.microsteps = 0
         self.evaluations = 0  # guards and `when`s evaluated, held to limits.evaluations_per_step
         self.json_depth = chart.limits.json_depth
-        self.history_consulted = False  # set when a result read run.history (not memoizable)
         self._ids = 0
         self._event_vars = {
             "type": event.type,
