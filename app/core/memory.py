@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 
-from app.spi.envelopes import Command, JournalRecord
+from app.spi.envelopes import JournalRecord
 from app.spi.errors import ConcurrencyConflict
 
 
@@ -41,10 +41,3 @@ class InMemoryJournal:
         records = self._records.get(key)
         return records[-1].seq if records else 0
 
-
-class InMemoryCommandSink:
-    def __init__(self) -> None:
-        self.sent: list[Command] = []
-
-    def send(self, commands: Sequence[Command]) -> None:
-        self.sent.extend(commands)

@@ -148,7 +148,3 @@ class Command:
     @property
     def key(self) -> str:
         return instance_key(self.workflow_type, self.instance_id)
-
-    @property
-    def dispatch_id(self) -> str:
-        return self.command_id

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
-from app.spi.envelopes import Command, JournalRecord
+from app.spi.envelopes import JournalRecord
 
 
 class Journal(Protocol):
@@ -26,8 +26,3 @@ class Journal(Protocol):
         """Every instance key that has records."""
         ...
 
-
-class CommandSink(Protocol):
-    """Where the reducer sends effects and computes for workers to run."""
-
-    def send(self, commands: Sequence[Command]) -> None: ...
