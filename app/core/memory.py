@@ -1,11 +1,22 @@
-"""In-memory adapters of the SPI ports, for development, the simulator and tests."""
+"""In-memory adapters of the ports, for development, the simulator and tests."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 
-from app.spi.envelopes import JournalRecord
-from app.spi.errors import ConcurrencyConflict
+from app.core.ports import (
+    OUTPUT_BYTES,
+    OUTPUT_LIMIT,
+    STORED_VALUE_BYTES,
+    ArmedTimer,
+    StoredInstance,
+    armed_timers,
+)
+from app.core.snapshot import Snapshot, dumps
+from app.spi.envelopes import Event, JournalRecord
+from app.spi.errors import ConcurrencyConflict, StoredValueTooLarge
+from app.spi.ports import Source, StepOutput
 
 
 def check_gapless(records: Sequence[JournalRecord], last_seq: Callable[[str], int]) -> None:
@@ -41,3 +52,87 @@ class InMemoryJournal:
         records = self._records.get(key)
         return records[-1].seq if records else 0
 
+
+class InMemoryInstanceStore:
+    """Stored instances and timers in dicts. An output is confirmed by :meth:`confirm`
+    alone (nothing else commits here). Outputs are measured by the bytes of their records,
+    a value by those and its snapshot's canonical JSON: close to what a table stores."""
+
+    def __init__(self) -> None:
+        self.instances: dict[str, StoredInstance] = {}
+        self.timers: dict[str, tuple[ArmedTimer, ...]] = {}
+        self.commits = 0
+        self._confirmed: set[Source] = set()
+
+    def load(self, key: str) -> StoredInstance | None:
+        return self.instances.get(key)
+
+    def save(self, key: str, stored: StoredInstance) -> None:
+        self.check(key, stored)
+        self.instances[key] = stored
+
+    def check(self, key: str, stored: StoredInstance) -> None:
+        text = stored.snapshot_json if stored.snapshot_json is not None else dumps(stored.snapshot)
+        size = len(text) + sum(map(_size, stored.outputs))
+        if size > STORED_VALUE_BYTES:
+            raise StoredValueTooLarge(
+                f"{key}: a stored value of {size} bytes is over {STORED_VALUE_BYTES}"
+            )
+
+    def fits(self, key: str, outputs: Sequence[StepOutput]) -> bool:
+        return len(outputs) <= OUTPUT_LIMIT and sum(map(_size, outputs)) <= OUTPUT_BYTES
+
+    def unconfirmed(self, outputs: Sequence[StepOutput]) -> tuple[StepOutput, ...]:
+        return tuple(o for o in outputs if o.source not in self._confirmed)
+
+    async def confirm(self) -> None:
+        """Every output saved so far is confirmed (its record was handled before)."""
+        self.commits += 1
+        self._confirmed.update(o.source for s in self.instances.values() for o in s.outputs)
+
+    def save_timers(self, key: str, snapshot: Snapshot) -> None:
+        if snapshot.timers:
+            self.timers[key] = armed_timers(snapshot)
+        else:
+            self.timers.pop(key, None)
+
+    def armed_timers(self) -> list[ArmedTimer]:
+        return [timer for timers in self.timers.values() for timer in timers]
+
+
+def _size(output: StepOutput) -> int:
+    return sum(len(value) for _, value in output.records)
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterNote:
+    """A dead letter as :class:`InMemoryStepOutbox` keeps it."""
+
+    reason: str
+    stage: str
+    source: Source
+    key: bytes | None
+    value: bytes | None
+    event: Event | None
+
+
+class InMemoryStepOutbox:
+    """Keeps what the reducer sends, in order: outputs with their keys, and dead letters."""
+
+    def __init__(self) -> None:
+        self.outputs: list[tuple[str, StepOutput]] = []
+        self.dead_letters: list[DeadLetterNote] = []
+
+    async def send_output(self, key: str, output: StepOutput) -> None:
+        self.outputs.append((key, output))
+
+    async def send_dead_letter(
+        self,
+        reason: str,
+        stage: str,
+        source: Source,
+        key: bytes | None,
+        value: bytes | None,
+        event: Event | None = None,
+    ) -> None:
+        self.dead_letters.append(DeadLetterNote(reason, stage, source, key, value, event))

@@ -11,3 +11,7 @@ class ConcurrencyConflict(SpiError):
 
 class StoreUnavailable(SpiError):
     """The backing store could not be reached; the operation may be retried."""
+
+
+class StoredValueTooLarge(SpiError):
+    """A value over what one stored record may hold; nothing was written."""
