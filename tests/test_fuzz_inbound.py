@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 from app.core.router import ChartRegistry
 from app.infra import settings as names
 from app.infra.avro import codec
-from app.infra.reducer_agent import Reducer
 from app.infra.wire import decode_dead_letter, encode_event
 from app.spi.envelopes import Event
 from tests.helpers import ListOutbox, chart
+from tests.table_reducer import Reducer
 
 CHART = chart("""
     rss: 1

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from app.core.interpreter import StepResult, step
 from app.core.model import Chart
 from app.core.plans import cold_copy
-from app.core.replay import journal_record, replay
+from app.core.replay import replay
 from app.core.snapshot import Snapshot, dumps, loads
 from app.infra.chart_files import import_handlers, read_chart
+from app.infra.outbox import journal_record
 from app.spi.envelopes import Event, JournalRecord
 from tests.strategies import charts, event_scripts, materialize
 

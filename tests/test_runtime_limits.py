@@ -12,12 +12,12 @@ from dataclasses import replace
 import pytest
 
 from app.core.bounds import bounded_step
-from app.core.replay import journal_record, replay
+from app.core.replay import replay
 from app.core.router import ChartRegistry
 from app.infra import settings as names
 from app.infra.control import replay_dead_letters
 from app.infra.instance_store import OUTPUT_BYTES, decode_stored
-from app.infra.reducer_agent import Reducer, StoredValueTooLarge
+from app.infra.outbox import journal_record
 from app.infra.settings import Settings
 from app.infra.wire import (
     DEAD_LETTER_PREFIX_BYTES,
@@ -28,8 +28,10 @@ from app.infra.wire import (
     encode_event,
 )
 from app.spi.envelopes import Event
+from app.spi.errors import StoredValueTooLarge
 from app.spi.limits import DEFAULT_LIMITS, Limits
 from tests.helpers import ListOutbox, chart
+from tests.table_reducer import Reducer
 
 T0 = "2026-01-01T00:00:00Z"
 PINGER = chart("""

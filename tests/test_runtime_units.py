@@ -14,7 +14,6 @@ from app.core.router import ChartRegistry
 from app.infra import settings as names
 from app.infra.avro import AvroDecodeError, codec
 from app.infra.instance_store import OUTPUT_LIMIT, decode_stored
-from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, SettingsError, load_manifest
 from app.infra.timer_service import TimerService
 from app.infra.wire import (
@@ -30,6 +29,7 @@ from app.spi.envelopes import Command, Event, RetryPolicy
 from projectors.instances import project
 from projectors.state_counts import deltas
 from tests.helpers import ListOutbox, chart
+from tests.table_reducer import Reducer
 
 SOURCE = ("omninode.events", 0, 7)
 

@@ -14,7 +14,7 @@ from app.core.errors import CoreError
 from app.core.interpreter import StepResult
 from app.core.model import Chart
 from app.core.snapshot import Snapshot
-from app.spi.envelopes import Command, Event, JournalRecord
+from app.spi.envelopes import Command, JournalRecord
 
 
 class ReplayMismatch(CoreError):
@@ -37,23 +37,6 @@ def replay(chart: Chart, records: Iterable[JournalRecord]) -> ReplayResult:
         snapshot = result.snapshot
         emitted.append((record.seq, result.commands))
     return ReplayResult(snapshot, tuple(emitted))
-
-
-def journal_record(event: Event, result: StepResult) -> JournalRecord | None:
-    """The journal record of an accepted step; None for duplicates and rejections."""
-    trace = result.trace
-    if not trace.accepted or trace.seq is None or result.snapshot is None:
-        return None
-    snapshot = result.snapshot
-    return JournalRecord(
-        trace.seq,
-        event,
-        trace.ignored,
-        snapshot.status,
-        snapshot.version,
-        tuple(snapshot.configuration),
-        trace.reason,
-    )
 
 
 def _check(record: JournalRecord, result: StepResult) -> None:

@@ -20,7 +20,8 @@ from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
 from app.infra import settings as names
 from app.infra.avro import register_faust_codecs
-from app.infra.outbox import Source, send_dead_letter
+from app.infra.instance_store import TableInstanceStore
+from app.infra.outbox import KafkaStepOutbox, Source, send_dead_letter
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
 from app.infra.settings import Settings, TopicSpec
@@ -194,7 +195,8 @@ def _reducer_agents(
         # Flushes the producer, then commits the offsets of every record acked so far.
         await app.consumer.commit()
 
-    reducer = Reducer(registry, snapshots, timers, outbox, committed, commit, limits)
+    store = TableInstanceStore(snapshots, timers, committed, commit)
+    reducer = Reducer(registry, store, KafkaStepOutbox(outbox), limits)
     _consume(app, outbox, (names.EVENTS, names.RESULTS), "reducer", 1, reducer.handle)
     service = TimerService(outbox)
 

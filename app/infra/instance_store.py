@@ -1,15 +1,24 @@
-"""What the snapshot table stores per instance: the snapshot and its unconfirmed outputs.
+"""The instance store on the Faust app's two tables, and the only code that knows their formats.
 
-Kafka without transactions cannot write the snapshot, the journal record and the commands
-atomically. So the step's outputs (the encoded journal record and commands) are stored in
-the *same* table value as the snapshot: one RocksDB write and one changelog record. If the
-snapshot survives a crash, so do its outputs, and a redelivery of the event that produced
-them (recognised as a duplicate) sends them again. Outputs are dropped once the consumer
-offset of their source record is committed, because Faust flushes the producer before it
-commits, never before. ``OUTPUT_LIMIT`` unconfirmed outputs, or ``OUTPUT_BYTES`` of them,
-make the reducer ask for a commit early, which keeps the stored value small for a hot
-instance; an output larger than ``OUTPUT_BYTES`` on its own is never stored (the reducer
-makes it durable before it writes the snapshot).
+:class:`TableInstanceStore` is the :class:`app.core.ports.InstanceStore` of the running
+system, over two ``MutableMapping[bytes, bytes]`` tables: Faust tables on RocksDB (with a
+changelog topic each) in the workers, plain dicts or a ``rocksdict.Rdict`` in tests. Both
+are keyed by the instance key's UTF-8 bytes.
+
+The snapshot table's value is JSON text: ``{"outputs":[OUTPUT,...],"snapshot":SNAPSHOT}``,
+where ``SNAPSHOT`` is the snapshot's canonical JSON (:func:`app.core.snapshot.dumps`) and
+each ``OUTPUT`` is ``{"event_id":...,"records":[[TOPIC,BASE64],...],"source":[TOPIC,
+PARTITION,OFFSET]}`` with sorted keys and no spaces. One table write holds both, so one
+RocksDB write and one changelog record carry the snapshot with its outputs.
+
+The timer table's value is a JSON list with one object per armed timer: ``{"id",
+"deadline", "event", "instance_id", "workflow_type"}`` (``json.dumps`` with its default
+separators); an instance without armed timers has no row. :func:`encode_timers` and
+:func:`decode_timers` are its one encoder and decoder.
+
+Confirmation is Faust's: an output is confirmed once the committed offset of its source
+partition is past its source offset (``committed``); ``commit`` flushes the producer and
+commits the offsets of every record acked so far (``faust_app`` provides both).
 """
 
 from __future__ import annotations
@@ -17,98 +26,252 @@ from __future__ import annotations
 import base64
 import json
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from app.core.snapshot import Snapshot, dumps
+from app.core.ports import (
+    OUTPUT_BYTES,
+    OUTPUT_LIMIT,
+    STORED_VALUE_BYTES,
+    ArmedTimer,
+    StoredInstance,
+    armed_timers,
+)
+from app.core.snapshot import Snapshot, Timer, dumps
+from app.spi.envelopes import TIMER_PREFIX
+from app.spi.errors import StoredValueTooLarge, StoreUnavailable
+from app.spi.ports import StepOutput
 
-OUTPUT_LIMIT = 32  # unconfirmed outputs of one instance that trigger an early commit
-OUTPUT_BYTES = 64 * 1024  # ... or their encoded size that does
-# The largest stored value written: a snapshot within OMNINODE_MAX_SNAPSHOT_BYTES with
-# OUTPUT_BYTES of outputs is far below it; Kafka's default request limit is 1 MiB.
-STORED_VALUE_BYTES = 900_000
-
-
-@dataclass(frozen=True, slots=True)
-class StepOutput:
-    """The records one applied event produced, and where that event was read from."""
-
-    event_id: str
-    topic: str
-    partition: int
-    offset: int
-    records: tuple[tuple[str, bytes], ...]  # (logical topic, value)
-    # Its JSON text, made once: an output is re-stored with every later step of the instance.
-    json_text: str = field(default="", compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if not self.json_text:
-            text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-            object.__setattr__(self, "json_text", text)
-
-    @property
-    def size(self) -> int:
-        return len(self.json_text)
-
-    @property
-    def source(self) -> tuple[str, int, int]:
-        return (self.topic, self.partition, self.offset)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "source": [self.topic, self.partition, self.offset],
-            "records": [[topic, base64.b64encode(value).decode()] for topic, value in self.records],
-        }
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> StepOutput:
-        topic, partition, offset = raw["source"]
-        records = tuple((t, base64.b64decode(v)) for t, v in raw["records"])
-        return cls(raw["event_id"], topic, int(partition), int(offset), records)
+Table = MutableMapping[bytes, bytes]
+CACHE_SIZE = 10_000  # instances whose decoded value is kept
+_NOTHING: dict[int, str] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class StoredInstance:
-    snapshot: Snapshot
-    outputs: tuple[StepOutput, ...] = ()
-
-    def output_of(self, event_id: str) -> StepOutput | None:
-        return next((o for o in self.outputs if o.event_id == event_id), None)
+# --- the snapshot table's value ---------------------------------------------------------
 
 
-def encode_stored(stored: StoredInstance, snapshot_json: str | None = None) -> bytes:
-    """The table value; ``snapshot_json``, when given, is the snapshot's canonical JSON."""
-    snapshot = snapshot_json if snapshot_json is not None else dumps(stored.snapshot)
-    outputs = ",".join(o.json_text for o in stored.outputs)
-    return f'{{"outputs":[{outputs}],"snapshot":{snapshot}}}'.encode()
+def output_text(output: StepOutput) -> str:
+    """An output's JSON text in the snapshot table (its length is its stored size)."""
+    raw = {
+        "event_id": output.event_id,
+        "source": [output.topic, output.partition, output.offset],
+        "records": [[topic, base64.b64encode(value).decode()] for topic, value in output.records],
+    }
+    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+
+
+def _output(raw: dict[str, Any]) -> StepOutput:
+    topic, partition, offset = raw["source"]
+    records = tuple((t, base64.b64decode(v)) for t, v in raw["records"])
+    return StepOutput(raw["event_id"], topic, int(partition), int(offset), records)
+
+
+def encode_stored(stored: StoredInstance) -> bytes:
+    """The snapshot table's value of ``stored``."""
+    return _value(stored, [output_text(o) for o in stored.outputs])
+
+
+def _value(stored: StoredInstance, output_texts: Sequence[str]) -> bytes:
+    snapshot = stored.snapshot_json
+    if snapshot is None:
+        snapshot = dumps(stored.snapshot)
+    return f'{{"outputs":[{",".join(output_texts)}],"snapshot":{snapshot}}}'.encode()
 
 
 def decode_stored(data: bytes) -> StoredInstance:
     raw = json.loads(data)
-    outputs = tuple(StepOutput.from_dict(o) for o in raw.get("outputs", ()))
+    outputs = tuple(_output(o) for o in raw.get("outputs", ()))
     return StoredInstance(Snapshot.from_dict(raw["snapshot"]), outputs)
 
 
-class DecodedCache:
-    """Decoded values of the instances touched last, so a hot instance's stored value is
-    not parsed again on every event; a hit needs the stored bytes to be equal."""
+# --- the timer table's value ------------------------------------------------------------
 
-    def __init__(self, size: int = 10_000) -> None:
-        self.size = size
-        self._entries: OrderedDict[bytes, tuple[bytes, StoredInstance]] = OrderedDict()
 
-    def decode(self, key: bytes, raw: bytes) -> StoredInstance:
-        entry = self._entries.get(key)
-        if entry is not None and entry[0] == raw:
-            self._entries.move_to_end(key)
-            return entry[1]
+def encode_timers(snapshot: Snapshot) -> bytes:
+    """The timer table's value of an instance with armed timers."""
+    rows = [
+        {
+            "id": armed.timer.id,
+            "deadline": armed.timer.deadline,
+            "event": armed.timer.event,
+            "instance_id": armed.instance_id,
+            "workflow_type": armed.workflow_type,
+        }
+        for armed in armed_timers(snapshot)
+    ]
+    return json.dumps(rows).encode()
+
+
+def decode_timers(data: bytes) -> tuple[ArmedTimer, ...]:
+    return tuple(
+        ArmedTimer(row["workflow_type"], row["instance_id"], _timer(row))
+        for row in json.loads(data)
+    )
+
+
+def _timer(row: dict[str, str]) -> Timer:
+    # A row keeps what firing needs; the timer's state and index are in its event's name,
+    # ``$after.<state>.<index>`` (app.core.builder.timer_event_for).
+    event = row["event"]
+    state, _, index = event.removeprefix(TIMER_PREFIX).rpartition(".")
+    return Timer(row["id"], row["deadline"], event, state, int(index) if index.isdigit() else 0)
+
+
+# --- the adapter ------------------------------------------------------------------------
+
+
+def _never_committed(topic: str, partition: int) -> int | None:
+    return None
+
+
+async def _cannot_commit() -> None:
+    return None
+
+
+@dataclass(slots=True)
+class _Entry:
+    """An instance's value as last read or written, decoded, with the JSON texts of its
+    outputs by object id (each output is stored again with every later step of its
+    instance; ``stored`` keeps the objects, so their ids are not reused meanwhile)."""
+
+    raw: bytes
+    stored: StoredInstance
+    texts: dict[int, str]
+
+
+class TableInstanceStore:
+    """The instance store over a snapshot table and a timer table (see the module doc)."""
+
+    def __init__(
+        self,
+        snapshots: Table,
+        timers: Table,
+        committed: Callable[[str, int], int | None] = _never_committed,
+        commit: Callable[[], Awaitable[object]] = _cannot_commit,
+        cache_size: int = CACHE_SIZE,
+    ) -> None:
+        self.snapshots = snapshots
+        self.timers = timers
+        self._committed = committed
+        self._commit = commit
+        self._cache_size = cache_size
+        # Decoded values of the instances touched last, so a hot instance's value is
+        # neither parsed nor encoded again on every event; a hit needs equal bytes.
+        self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
+        self._fresh: dict[int, tuple[StepOutput, str]] = {}  # of outputs not saved yet
+        self._last: tuple[Sequence[StepOutput], list[str]] | None = None
+
+    def load(self, key: str) -> StoredInstance | None:
+        name = key.encode()
+        raw = self._get(self.snapshots, name)
+        if raw is None:
+            return None
+        entry = self._cache.get(name)
+        if entry is not None and entry.raw == raw:
+            self._cache.move_to_end(name)
+            return entry.stored
         stored = decode_stored(raw)
-        self.remember(key, raw, stored)
+        self._remember(name, _Entry(raw, stored, {}))
         return stored
 
-    def remember(self, key: bytes, raw: bytes, stored: StoredInstance) -> None:
-        self._entries[key] = (raw, stored)
-        self._entries.move_to_end(key)
-        if len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+    def save(self, key: str, stored: StoredInstance) -> None:
+        name = key.encode()
+        entry = self._encode(name, stored)
+        self._set(self.snapshots, name, entry.raw)
+        self._remember(name, entry)
+        self._fresh.clear()
+
+    def check(self, key: str, stored: StoredInstance) -> None:
+        self._encode(key.encode(), stored)
+
+    def fits(self, key: str, outputs: Sequence[StepOutput]) -> bool:
+        if len(outputs) > OUTPUT_LIMIT:
+            return False
+        entry = self._cache.get(key.encode())
+        return sum(map(len, self._texts(entry, outputs))) <= OUTPUT_BYTES
+
+    def unconfirmed(self, outputs: Sequence[StepOutput]) -> tuple[StepOutput, ...]:
+        def confirmed(output: StepOutput) -> bool:
+            committed = self._committed(output.topic, output.partition)
+            return committed is not None and output.offset < committed
+
+        return tuple(o for o in outputs if not confirmed(o))
+
+    async def confirm(self) -> None:
+        await self._commit()
+
+    def save_timers(self, key: str, snapshot: Snapshot) -> None:
+        name = key.encode()
+        if snapshot.timers:
+            self._set(self.timers, name, encode_timers(snapshot))
+            return
+        try:
+            if name in self.timers:
+                del self.timers[name]
+        except Exception as exc:
+            raise _unavailable("delete from", exc) from exc
+
+    def armed_timers(self) -> list[ArmedTimer]:
+        try:
+            rows = list(self.timers.items())
+        except Exception as exc:
+            raise _unavailable("read from", exc) from exc
+        return [armed for _, value in rows for armed in decode_timers(value)]
+
+    def _encode(self, name: bytes, stored: StoredInstance) -> _Entry:
+        """The entry of ``stored``; the loaded value itself keeps its bytes. Raises
+        StoredValueTooLarge over ``STORED_VALUE_BYTES``."""
+        entry = self._cache.get(name)
+        if entry is None or entry.stored is not stored:
+            texts = self._texts(entry, stored.outputs)
+            memo = dict(zip(map(id, stored.outputs), texts, strict=True))
+            entry = _Entry(_value(stored, texts), stored, memo)
+        if len(entry.raw) > STORED_VALUE_BYTES:
+            raise StoredValueTooLarge(
+                f"stored value of {len(entry.raw)} bytes is over {STORED_VALUE_BYTES}: "
+                "OMNINODE_MAX_SNAPSHOT_BYTES is set higher than Kafka's request limit allows"
+            )
+        return entry
+
+    def _texts(self, entry: _Entry | None, outputs: Sequence[StepOutput]) -> list[str]:
+        """The JSON texts of ``outputs``, each made once while its instance is cached (the
+        last answer is kept too: ``fits`` and then ``save`` ask about the same outputs)."""
+        if self._last is not None and self._last[0] is outputs and isinstance(outputs, tuple):
+            return self._last[1]
+        known = (entry.texts if entry is not None else _NOTHING).get
+        texts = [known(id(output)) or self._fresh_text(output) for output in outputs]
+        self._last = (outputs, texts)
+        return texts
+
+    def _fresh_text(self, output: StepOutput) -> str:
+        fresh = self._fresh.get(id(output))
+        if fresh is not None and fresh[0] is output:
+            return fresh[1]
+        text = output_text(output)
+        self._fresh[id(output)] = (output, text)
+        return text
+
+    def _remember(self, name: bytes, entry: _Entry) -> None:
+        self._cache[name] = entry
+        self._cache.move_to_end(name)
+        if len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+    @staticmethod
+    def _get(table: Table, name: bytes) -> bytes | None:
+        try:
+            return table.get(name)
+        except Exception as exc:  # the table's storage failed (RocksDB, Faust)
+            raise _unavailable("read from", exc) from exc
+
+    @staticmethod
+    def _set(table: Table, name: bytes, value: bytes) -> None:
+        try:
+            table[name] = value
+        except Exception as exc:
+            raise _unavailable("write to", exc) from exc
+
+
+def _unavailable(action: str, exc: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"cannot {action} the table: {type(exc).__name__}: {exc}")

@@ -1,14 +1,17 @@
-"""Where agents publish: the Outbox port of the agents, and dead letters through it."""
+"""Where agents publish: the agents' Outbox, dead letters through it, and the reducer's
+StepOutbox with the one encoding of a step's outputs (journal record, then commands)."""
 
 from __future__ import annotations
 
 from typing import Protocol
 
+from app.core.interpreter import StepResult
 from app.infra import settings as topics
-from app.infra.wire import dead_letter
-from app.spi.envelopes import Event
+from app.infra.wire import dead_letter, encode_command, encode_journal
+from app.spi.envelopes import Command, Event, JournalRecord
+from app.spi.ports import Source, StepOutput
 
-Source = tuple[str, int, int]  # topic, partition, offset of the record being handled
+__all__ = ["KafkaStepOutbox", "Outbox", "Source", "journal_record", "send_dead_letter"]
 
 
 class Outbox(Protocol):
@@ -44,3 +47,58 @@ async def send_dead_letter(
         instance_id=instance_id,
     )
     await outbox.send(topics.DEAD_LETTERS, key, letter)
+
+
+def journal_record(event: Event, result: StepResult) -> JournalRecord | None:
+    """The journal record of an accepted step; None for duplicates and rejections."""
+    trace = result.trace
+    if not trace.accepted or trace.seq is None or result.snapshot is None:
+        return None
+    snapshot = result.snapshot
+    return JournalRecord(
+        trace.seq,
+        event,
+        trace.ignored,
+        snapshot.status,
+        snapshot.version,
+        tuple(snapshot.configuration),
+        trace.reason,
+    )
+
+
+def step_output(event: Event, result: StepResult, source: Source) -> StepOutput | None:
+    """What an accepted step sends, encoded once: its journal record, then its commands,
+    each for its topic. None for a step that sends nothing (a duplicate, a rejection)."""
+    record = journal_record(event, result)
+    if record is None:
+        return None
+    records = [(topics.JOURNAL, encode_journal(record))]
+    records += [(_command_topic(c), encode_command(c)) for c in result.commands]
+    return StepOutput(event.event_id, *source, records=tuple(records))
+
+
+def _command_topic(command: Command) -> str:
+    return topics.EFFECT_COMMANDS if command.kind == "effect" else topics.COMPUTE_COMMANDS
+
+
+class KafkaStepOutbox:
+    """The reducer's StepOutbox on an agent Outbox: the Faust app's producer, in workers."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+
+    async def send_output(self, key: str, output: StepOutput) -> None:
+        name = key.encode()
+        for topic, value in output.records:
+            await self.outbox.send(topic, name, value)
+
+    async def send_dead_letter(
+        self,
+        reason: str,
+        stage: str,
+        source: Source,
+        key: bytes | None,
+        value: bytes | None,
+        event: Event | None = None,
+    ) -> None:
+        await send_dead_letter(self.outbox, reason, stage, source, key, value, event)

@@ -1,0 +1,142 @@
+"""The Faust-table store beyond the port's contract: the bytes of its two tables (the
+snapshot table's changelog and the timer table's are read by other versions of OmniNode
+and by the CLI), its cache, and its errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from rocksdict import Options, Rdict
+
+from app.core.ports import ArmedTimer, StoredInstance
+from app.core.snapshot import Timer, dumps
+from app.infra.instance_store import (
+    TableInstanceStore,
+    decode_stored,
+    decode_timers,
+    encode_stored,
+    encode_timers,
+)
+from app.spi.errors import StoreUnavailable
+from app.spi.ports import StepOutput
+from tests.test_instance_store_contract import raw_output, started
+
+OUTPUT = StepOutput("e1", "in", 0, 7, (("journal", b"\x00\xff"), ("effects", b"cmd")))
+OUTPUT_JSON = (
+    '{"event_id":"e1","records":[["journal","AP8="],["effects","Y21k"]],"source":["in",0,7]}'
+)
+
+
+def test_the_snapshot_table_value_is_outputs_and_snapshot_in_one_json_text() -> None:
+    snapshot, _ = started()
+    value = encode_stored(StoredInstance(snapshot, (OUTPUT, OUTPUT)))
+    expected = f'{{"outputs":[{OUTPUT_JSON},{OUTPUT_JSON}],"snapshot":{dumps(snapshot)}}}'
+    assert value == expected.encode()
+    assert decode_stored(value) == StoredInstance(snapshot, (OUTPUT, OUTPUT))
+    # The snapshot's JSON text, when the step made it, is written as it is.
+    assert encode_stored(StoredInstance(snapshot, (), '{"made":"by the step"}')).endswith(
+        b'"snapshot":{"made":"by the step"}}'
+    )
+
+
+def test_a_value_written_before_outputs_were_stored_reads_without_outputs() -> None:
+    snapshot, _ = started()
+    value = f'{{"snapshot":{dumps(snapshot)}}}'.encode()
+    assert decode_stored(value) == StoredInstance(snapshot)
+
+
+def test_the_timer_row_is_the_json_list_of_the_instances_armed_timers() -> None:
+    snapshot, _ = started()
+    first, second = snapshot.timers
+    row = encode_timers(snapshot)
+    expected = (
+        f'[{{"id": "{first.id}", "deadline": "{first.deadline}", "event": "$after.a.0", '
+        f'"instance_id": "i", "workflow_type": "w"}}, {{"id": "{second.id}", '
+        f'"deadline": "{second.deadline}", "event": "$after.a.1", "instance_id": "i", '
+        '"workflow_type": "w"}]'
+    )
+    assert row == expected.encode()
+    assert decode_timers(row) == (ArmedTimer("w", "i", first), ArmedTimer("w", "i", second))
+
+
+def test_a_timer_row_names_the_state_and_index_in_its_event() -> None:
+    row = [{"id": "t", "deadline": "D", "event": "$after.p.q.3", "instance_id": "i"}]
+    row[0]["workflow_type"] = "w"
+    (armed,) = decode_timers(json.dumps(row).encode())
+    assert armed == ArmedTimer("w", "i", Timer("t", "D", "$after.p.q.3", "p.q", 3))
+
+
+def test_the_store_writes_the_bytes_of_the_format() -> None:
+    snapshots: dict[bytes, bytes] = {}
+    timers: dict[bytes, bytes] = {}
+    store = TableInstanceStore(snapshots, timers)
+    snapshot, output = started()
+    store.save("w:i", StoredInstance(snapshot, (output, OUTPUT)))
+    store.save_timers("w:i", snapshot)
+    assert snapshots == {b"w:i": encode_stored(StoredInstance(snapshot, (output, OUTPUT)))}
+    assert timers == {b"w:i": encode_timers(snapshot)}
+
+
+def test_a_value_changed_in_the_table_is_read_again_not_taken_from_the_cache() -> None:
+    """A rebalance restores a table from its changelog under a running store."""
+    snapshots: dict[bytes, bytes] = {}
+    store = TableInstanceStore(snapshots, {})
+    snapshot, output = started()
+    store.save("w:i", StoredInstance(snapshot, (output,)))
+    assert store.load("w:i") == StoredInstance(snapshot, (output,))
+    snapshots[b"w:i"] = encode_stored(StoredInstance(snapshot, (OUTPUT,)))
+    assert store.load("w:i") == StoredInstance(snapshot, (OUTPUT,))
+    del snapshots[b"w:i"]
+    assert store.load("w:i") is None
+
+
+def test_outputs_kept_through_many_saves_are_stored_as_they_were() -> None:
+    """Each output's JSON text is made once per cached instance and reused: the value
+    written after many steps is still exactly the format of its outputs."""
+    snapshots: dict[bytes, bytes] = {}
+    store = TableInstanceStore(snapshots, {}, cache_size=1)
+    snapshot, _ = started()
+    outputs: tuple[StepOutput, ...] = ()
+    for n in range(40):
+        loaded = store.load("w:i")
+        outputs = (*(loaded.outputs if loaded else ())[-5:], raw_output(n, 50 + n))
+        assert store.fits("w:i", outputs)
+        store.save("w:i", StoredInstance(snapshot, outputs))
+        if n % 7 == 0:  # another instance takes the one cache place: read back from bytes
+            store.save("w:other", StoredInstance(snapshot))
+    assert snapshots[b"w:i"] == encode_stored(StoredInstance(snapshot, outputs))
+
+
+def test_values_in_rocksdb_outlive_the_store_and_the_handle(tmp_path: Path) -> None:
+    snapshot, output = started()
+    path = str(tmp_path / "snapshots")
+    table = Rdict(path, options=Options(raw_mode=True))
+    TableInstanceStore(table, {}).save("w:i", StoredInstance(snapshot, (output, OUTPUT)))
+    table.close()
+    table = Rdict(path, options=Options(raw_mode=True))
+    try:
+        assert TableInstanceStore(table, {}).load("w:i") == StoredInstance(
+            snapshot, (output, OUTPUT)
+        )
+    finally:
+        table.close()
+
+
+def test_a_table_that_fails_is_store_unavailable(tmp_path: Path) -> None:
+    snapshot, output = started()
+    snapshots = Rdict(str(tmp_path / "snapshots"), options=Options(raw_mode=True))
+    timers = Rdict(str(tmp_path / "timers"), options=Options(raw_mode=True))
+    store = TableInstanceStore(snapshots, timers)
+    store.save_timers("w:i", snapshot)
+    snapshots.close()
+    timers.close()
+    with pytest.raises(StoreUnavailable, match="cannot read from the table: DbClosedError"):
+        store.load("w:i")
+    with pytest.raises(StoreUnavailable, match="cannot write to the table"):
+        store.save("w:i", StoredInstance(snapshot, (output,)))
+    with pytest.raises(StoreUnavailable, match="cannot write to the table"):
+        store.save_timers("w:i", snapshot)
+    with pytest.raises(StoreUnavailable, match="cannot read from the table"):
+        store.armed_timers()
