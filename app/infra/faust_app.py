@@ -201,7 +201,7 @@ def _reducer_agents(
     service = TimerService(outbox)
 
     async def fire_timers() -> None:
-        await service.fire_due(list(timers.items()), datetime.now(UTC))
+        await service.fire(store.armed_timers(), datetime.now(UTC))
 
     app.timer(TIMER_INTERVAL_S, name="omninode.timers")(fire_timers)
 

@@ -3,22 +3,25 @@
 The reducer keeps each instance's armed timers in a partitioned table (its changelog makes
 them survive restarts and rebalances). Each worker scans the partitions it owns on a short
 interval and sends every due timer as the event ``$after.<path>.<i>``, with the timer id,
-and the deadline as its event time. The event id is derived from the timer id, so a timer
-sent twice (say, after a restart) is applied once; a timer whose state was exited is no
-longer in the table, and if its event is already in flight the reducer ignores it.
+and the deadline as its event time (:func:`app.core.snapshot.timer_firing`). The event id
+is derived from the timer id, so a timer sent twice (say, after a restart) is applied
+once; a timer whose state was exited is no longer in the table, and if its event is
+already in flight the reducer ignores it.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from datetime import datetime
 
 from app.core.durations import parse_instant_ms
+from app.core.ports import ArmedTimer
+from app.core.snapshot import timer_firing
 from app.infra import settings as topics
+from app.infra.instance_store import decode_timers
 from app.infra.outbox import Outbox
 from app.infra.wire import encode_event
-from app.spi.envelopes import Event
+from app.spi.envelopes import instance_key
 
 
 class TimerService:
@@ -27,30 +30,25 @@ class TimerService:
         self._sent: set[str] = set()
         self.fired = 0
 
-    async def fire_due(self, armed: Iterable[tuple[bytes, bytes]], now: datetime) -> int:
+    async def fire(self, armed: Iterable[ArmedTimer], now: datetime) -> int:
         """Send every due timer not sent yet; returns how many were sent."""
         now_ms = int(now.timestamp() * 1000)
         present: set[str] = set()
         sent = 0
-        for key, value in armed:
-            for timer in json.loads(value):
-                present.add(timer["id"])
-                if timer["id"] in self._sent or parse_instant_ms(timer["deadline"]) > now_ms:
-                    continue
-                await self.outbox.send(topics.EVENTS, key, encode_event(timer_event(timer)))
-                self._sent.add(timer["id"])
-                sent += 1
+        for each in armed:
+            timer = each.timer
+            present.add(timer.id)
+            if timer.id in self._sent or parse_instant_ms(timer.deadline) > now_ms:
+                continue
+            event = timer_firing(each.workflow_type, each.instance_id, timer)
+            key = instance_key(each.workflow_type, each.instance_id).encode()
+            await self.outbox.send(topics.EVENTS, key, encode_event(event))
+            self._sent.add(timer.id)
+            sent += 1
         self._sent &= present
         self.fired += sent
         return sent
 
-
-def timer_event(timer: dict[str, str]) -> Event:
-    return Event(
-        workflow_type=timer["workflow_type"],
-        instance_id=timer["instance_id"],
-        type=timer["event"],
-        event_id=f"timer:{timer['id']}",
-        occurred_at=timer["deadline"],
-        timer_id=timer["id"],
-    )
+    async def fire_due(self, rows: Iterable[tuple[bytes, bytes]], now: datetime) -> int:
+        """:meth:`fire` over the timer table's rows (key, value), as a table lists them."""
+        return await self.fire((armed for _, value in rows for armed in decode_timers(value)), now)
