@@ -52,10 +52,9 @@ def test_the_timer_row_is_the_json_list_of_the_instances_armed_timers() -> None:
     first, second = snapshot.timers
     row = encode_timers(snapshot)
     expected = (
-        f'[{{"id": "{first.id}", "deadline": "{first.deadline}", "event": "$after.a.0", '
-        f'"instance_id": "i", "workflow_type": "w"}}, {{"id": "{second.id}", '
-        f'"deadline": "{second.deadline}", "event": "$after.a.1", "instance_id": "i", '
-        '"workflow_type": "w"}]'
+        f'[{{"deadline":"{first.deadline}","event":"$after.a.0","id":"{first.id}",'
+        f'"instance_id":"i","workflow_type":"w"}},{{"deadline":"{second.deadline}",'
+        f'"event":"$after.a.1","id":"{second.id}","instance_id":"i","workflow_type":"w"}}]'
     )
     assert row == expected.encode()
     assert decode_timers(row) == (ArmedTimer("w", "i", first), ArmedTimer("w", "i", second))

@@ -12,8 +12,8 @@ PARTITION,OFFSET]}`` with sorted keys and no spaces. One table write holds both,
 RocksDB write and one changelog record carry the snapshot with its outputs.
 
 The timer table's value is a JSON list with one object per armed timer: ``{"id",
-"deadline", "event", "instance_id", "workflow_type"}`` (``json.dumps`` with its default
-separators); an instance without armed timers has no row. :func:`encode_timers` and
+"deadline", "event", "instance_id", "workflow_type"}`` (canonical JSON, as every JSON
+value OmniNode writes); an instance without armed timers has no row. :func:`encode_timers` and
 :func:`decode_timers` are its one encoder and decoder.
 
 Confirmation is Faust's: an output is confirmed once the committed offset of its source
@@ -41,6 +41,7 @@ from app.core.ports import (
 from app.core.snapshot import Snapshot, Timer, dumps
 from app.spi.envelopes import TIMER_PREFIX
 from app.spi.errors import StoredValueTooLarge, StoreUnavailable
+from app.spi.limits import canonical_json
 from app.spi.ports import StepOutput
 
 Table = MutableMapping[bytes, bytes]
@@ -58,7 +59,7 @@ def output_text(output: StepOutput) -> str:
         "source": [output.topic, output.partition, output.offset],
         "records": [[topic, base64.b64encode(value).decode()] for topic, value in output.records],
     }
-    return json.dumps(raw, sort_keys=True, separators=(",", ":"))
+    return canonical_json(raw)
 
 
 def _output(raw: dict[str, Any]) -> StepOutput:
@@ -100,7 +101,7 @@ def encode_timers(snapshot: Snapshot) -> bytes:
         }
         for armed in armed_timers(snapshot)
     ]
-    return json.dumps(rows).encode()
+    return canonical_json(rows).encode()
 
 
 def decode_timers(data: bytes) -> tuple[ArmedTimer, ...]:

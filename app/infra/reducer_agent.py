@@ -101,7 +101,7 @@ class Reducer:
             return
         try:
             event = decode_event(value, self.limits.json_depth)
-        except (AvroDecodeError, KeyError, TypeError) as exc:
+        except AvroDecodeError as exc:  # the one error of every decoder
             await self._dead_letter(f"undecodable event: {exc}", "decode", source, key, value)
             return
         if key is None or key != event.key.encode():
