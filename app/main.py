@@ -16,6 +16,7 @@ from app.infra.chart_files import HandlerImportError
 from app.infra.faust_app import build_app
 from app.infra.runtime import load_registry
 from app.infra.settings import Settings, SettingsError
+from app.infra.topics import ManifestError
 
 
 def create_app() -> faust.App:
@@ -25,7 +26,7 @@ def create_app() -> faust.App:
     except ChartError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=sys.stderr)
-    except (HandlerImportError, SettingsError) as exc:
+    except (HandlerImportError, SettingsError, ManifestError) as exc:
         print(f"omninode: {exc}", file=sys.stderr)
     raise SystemExit(2)
 

@@ -17,10 +17,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.core.durations import parse_instant_ms
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.control import WorkerProcess, new_event
 from app.infra.kafka_client import apply_topics
-from app.infra.settings import Settings, changelog_topic, load_manifest
+from app.infra.settings import Settings
+from app.infra.topics import load_manifest
 from app.infra.wire import decode_command, decode_journal, encode_command, encode_event
 from app.spi.envelopes import Command, RetryPolicy
 from bench.common import (
@@ -37,7 +38,7 @@ from bench.common import (
     wait_for_log,
 )
 
-PARTITIONS = load_manifest()[names.EVENTS].partitions  # the product's default (topics/)
+PARTITIONS = load_manifest()[topics.EVENTS].partitions  # the product's default (topics/)
 BENCH_RSS = str(ROOT / "bench" / "rss")
 BENCH_HANDLERS = str(ROOT / "bench" / "rss" / "handlers.py")
 READY = "[^Worker]: Ready"
@@ -91,13 +92,13 @@ def agent_vs_baselines(bootstrap: str, workdir: Path, events: int, timeout_s: fl
 
 def _our_agent(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
     settings = deployment(bootstrap, "bagent")
-    events = settings.topic(names.EVENTS)
+    events = settings.topic(topics.EVENTS)
     run(fast_produce(bootstrap, [(events, k, v) for k, v in inputs]))
     worker = WorkerProcess(
         settings, workdir / "agent-data", workdir / "agent.log", {"OMNINODE_ROLES": "reducer"}
     ).start()
     try:
-        seen = run(collect(bootstrap, [settings.topic(names.JOURNAL)], len(inputs), timeout_s))
+        seen = run(collect(bootstrap, [settings.topic(topics.JOURNAL)], len(inputs), timeout_s))
     finally:
         worker.stop()
     return _checked_rate(seen, len(inputs), "reducer agent")
@@ -221,7 +222,7 @@ def _starts(first: int, count: int) -> list[tuple[bytes, bytes]]:
 
 
 def _peak(settings: Settings, instances: int, timeout_s: float) -> float:
-    events = settings.topic(names.EVENTS)
+    events = settings.topic(topics.EVENTS)
     began_ms = time.time() * 1000
     run(
         fast_produce(settings.bootstrap_servers, [(events, k, v) for k, v in _starts(0, instances)])
@@ -233,7 +234,7 @@ def _peak(settings: Settings, instances: int, timeout_s: float) -> float:
 
 def _finished(settings: Settings, instances: int, timeout_s: float) -> dict[str, int]:
     """Instance key -> CreateTime of its final journal record, once all have finished."""
-    journal = settings.topic(names.JOURNAL)
+    journal = settings.topic(topics.JOURNAL)
     seen = run(collect(settings.bootstrap_servers, [journal], 4 * instances, timeout_s))
     done = {}
     for record in seen:
@@ -247,7 +248,7 @@ def _finished(settings: Settings, instances: int, timeout_s: float) -> dict[str,
 
 def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float, offset: int) -> dict:
     count = max(1, int(per_s * seconds))
-    events = settings.topic(names.EVENTS)
+    events = settings.topic(topics.EVENTS)
     tick_s = 0.05
     per_tick = max(1, round(per_s * tick_s))
 
@@ -270,12 +271,12 @@ def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float, o
     run(pace())
     total = offset + count
     journal = run(
-        collect(settings.bootstrap_servers, [settings.topic(names.JOURNAL)], 4 * total, timeout_s)
+        collect(settings.bootstrap_servers, [settings.topic(topics.JOURNAL)], 4 * total, timeout_s)
     )
     commands = run(
         collect(
             settings.bootstrap_servers,
-            [settings.topic(names.EFFECT_COMMANDS)],
+            [settings.topic(topics.EFFECT_COMMANDS)],
             3 * total,
             timeout_s,
         )
@@ -326,7 +327,7 @@ def recovery(settings: Settings, workdir: Path, timeout_s: float) -> dict:
     }
     baseline_s = _time_to_ready(empty, workdir / "empty", env, timeout_s)
     restore_s = _time_to_ready(settings, workdir / "restore", env, timeout_s)
-    changelog = changelog_topic(settings, names.SNAPSHOT_TABLE)
+    changelog = settings.changelog_topic(topics.SNAPSHOT_TABLE)
     records = run(collect(settings.bootstrap_servers, [changelog], 10**9, 5.0))
     snapshots = {r.key for r in records}
     extra_s = max(restore_s - baseline_s, 1e-3)
@@ -343,7 +344,7 @@ def recovery(settings: Settings, workdir: Path, timeout_s: float) -> dict:
 def _bytes_per_event(settings: Settings, changelog: list[Seen]) -> dict:
     """Snapshot changelog bytes and journal bytes per applied event (a journal seq) of the
     e2e run: what the snapshot store costs beside the event store."""
-    journal = run(collect(settings.bootstrap_servers, [settings.topic(names.JOURNAL)], 10**9, 5.0))
+    journal = run(collect(settings.bootstrap_servers, [settings.topic(topics.JOURNAL)], 10**9, 5.0))
     applied = {(r.key, decode_journal(r.value).seq) for r in journal}
     changelog_bytes = sum(len(r.value or b"") for r in changelog)
     journal_bytes = sum(len(r.value or b"") for r in journal)
@@ -383,7 +384,7 @@ def burst(bootstrap: str, workdir: Path, commands: int, watch_s: float) -> dict:
         assert worker.process is not None
         pid = worker.process.pid
         idle_mb = _rss_mb(pid)
-        topic = settings.topic(names.EFFECT_COMMANDS)
+        topic = settings.topic(topics.EFFECT_COMMANDS)
         filler = "x" * 1000  # about 1 KB of input per command
         records = [
             (
@@ -412,7 +413,7 @@ def burst(bootstrap: str, workdir: Path, commands: int, watch_s: float) -> dict:
         while time.monotonic() < deadline:
             peak_mb = max(peak_mb, _rss_mb(pid))
             time.sleep(0.25)
-        answered = run(collect(bootstrap, [settings.topic(names.RESULTS)], commands, 3.0))
+        answered = run(collect(bootstrap, [settings.topic(topics.RESULTS)], commands, 3.0))
     finally:
         worker.stop()
     return {

@@ -35,13 +35,12 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from app.core.replay import replay
 from app.core.router import ChartRegistry
 from app.core.snapshot import dumps
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.avro import codec
 from app.infra.chart_files import import_handlers, read_chart
 from app.infra.control import new_event, send_events
 from app.infra.instance_store import decode_stored
 from app.infra.kafka_client import produce, read_topic
-from app.infra.settings import changelog_topic
 from app.infra.wire import decode_dead_letter, decode_journal
 from app.spi.envelopes import Event, JournalRecord
 from tests.conftest import ROOT, Cluster, Deployment, make_deployment
@@ -178,17 +177,17 @@ def _where_they_stopped(deployment: Deployment, instances: list[str], latest: di
         return [r for r in asyncio.run(read_topic(settings, topic)) if r.key is not None]
 
     journal: dict[str, int] = defaultdict(int)
-    for record in read(settings.topic(names.JOURNAL)):
+    for record in read(settings.topic(topics.JOURNAL)):
         key = record.key.decode()
         journal[key] = max(journal[key], decode_journal(record.value).seq)
     snapshots = {
         r.key.decode(): decode_stored(r.value).snapshot.seq
-        for r in read(changelog_topic(settings, names.SNAPSHOT_TABLE))
+        for r in read(settings.changelog_topic(topics.SNAPSHOT_TABLE))
     }
     events: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for record in read(settings.topic(names.EVENTS)):
+    for record in read(settings.topic(topics.EVENTS)):
         events[record.key.decode()].append((record.partition, record.offset))
-    dead = Counter(r.key.decode() for r in read(settings.topic(names.DEAD_LETTERS)))
+    dead = Counter(r.key.decode() for r in read(settings.topic(topics.DEAD_LETTERS)))
     lines = []
     for instance in instances:
         key = f"{WORKFLOW[instance.split('-')[0]]}:{instance}"
@@ -210,7 +209,7 @@ async def _run_chaos(
     latest: dict[str, dict],
 ) -> bool:
     settings = deployment.settings
-    events_topic = settings.topic(names.EVENTS)
+    events_topic = settings.topic(topics.EVENTS)
     await produce(settings, [(events_topic, b"order_fulfillment:bad", b) for b in BAD_INPUTS])
     waves = [list(plan)[i : i + 25] for i in range(0, len(plan), 25)]
     stop = asyncio.Event()
@@ -248,7 +247,7 @@ async def _follow_views(
 ) -> None:
     """React to the instance projection: decide orders at picking, keep each last view."""
     settings = deployment.settings
-    topic = settings.topic(names.INSTANCE_VIEWS)
+    topic = settings.topic(topics.INSTANCE_VIEWS)
     consumer = AIOKafkaConsumer(**settings.consumer_options(), enable_auto_commit=False)
     await consumer.start()
     acted: set[str] = set()
@@ -288,7 +287,7 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
     settings = deployment.settings
     import_handlers([str(ROOT / "rss" / "handlers.py")])  # the charts' guard, for replay
     registry = ChartRegistry([read_chart(p) for p in sorted((ROOT / "rss").glob("*.yaml"))])
-    journal = asyncio.run(read_topic(settings, settings.topic(names.JOURNAL)))
+    journal = asyncio.run(read_topic(settings, settings.topic(topics.JOURNAL)))
     by_key: dict[str, dict[int, bytes]] = defaultdict(dict)
     re_emitted = 0
     for record in journal:
@@ -299,7 +298,7 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
             assert first == record.value, f"{record.key!r} seq {seq}: two different records"
     snapshots = {
         r.key.decode(): r.value
-        for r in asyncio.run(read_topic(settings, changelog_topic(settings, names.SNAPSHOT_TABLE)))
+        for r in asyncio.run(read_topic(settings, settings.changelog_topic(topics.SNAPSHOT_TABLE)))
     }
 
     dispatched: set[str] = set()
@@ -326,7 +325,7 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
     assert all(n == 1 for n in applied.values())
     letters = [
         decode_dead_letter(r.value)
-        for r in asyncio.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))
+        for r in asyncio.run(read_topic(settings, settings.topic(topics.DEAD_LETTERS)))
     ]
     bad = sorted(d["value"] or b"" for d in letters)
     assert bad == sorted(BAD_INPUTS), [d["reason"] for d in letters]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.avro import codec
 from app.infra.control import worker_environment
 from app.infra.kafka_client import produce
@@ -114,7 +114,7 @@ def test_start_send_status_history_and_projections(deployment: Deployment) -> No
         "seq": wrong["seq"],
         "updated_at": wrong["updated_at"],
     }
-    topic = deployment.settings.topic(names.INSTANCE_VIEWS)
+    topic = deployment.settings.topic(topics.INSTANCE_VIEWS)
     deployment.run(
         produce(
             deployment.settings,
@@ -206,7 +206,7 @@ def test_dead_letters_can_be_listed_shown_and_replayed_after_a_fix(
     omninode(deployment, "start", "order_fulfillment", "late-1", "--data", data)
     replayed = omninode(deployment, "dlq", "replay", letter_id)
     assert replayed.returncode == 0, replayed.stderr
-    assert f"replayed {letter_id} to {deployment.settings.topic(names.EVENTS)}" in replayed.stdout
+    assert f"replayed {letter_id} to {deployment.settings.topic(topics.EVENTS)}" in replayed.stdout
 
     def status() -> dict:
         result = omninode(deployment, "status", "order_fulfillment", "late-1", "--json")

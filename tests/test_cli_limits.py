@@ -19,8 +19,7 @@ from app.cli import main as cli_main
 from app.cli import runtime as cli_runtime
 from app.cli.main import main
 from app.core.snapshot import Snapshot
-from app.infra import kafka_client
-from app.infra import settings as names
+from app.infra import kafka_client, topics
 from app.infra.avro import codec
 from app.infra.control import describe_record, new_event, worker_environment
 from app.infra.instance_store import StoredInstance, encode_stored
@@ -30,7 +29,7 @@ from app.infra.kafka_client import (
     partition_for,
     produce,
 )
-from app.infra.settings import SettingsError, changelog_topic
+from app.infra.settings import SettingsError
 from app.infra.wire import encode_event, event_record
 from tests.conftest import TEST_PARTITIONS, Deployment, create_topic
 
@@ -457,7 +456,7 @@ def test_status_of_a_long_changelog_is_its_last_snapshot(deployment: Deployment)
     """Many snapshots of one instance among other keys' on its changelog partition: status
     must show the last one (a read that stopped at the first pause showed an old one)."""
     settings = deployment.settings
-    topic = changelog_topic(settings, names.SNAPSHOT_TABLE)
+    topic = settings.changelog_topic(topics.SNAPSHOT_TABLE)
     asyncio.run(create_topic(settings.bootstrap_servers, topic, TEST_PARTITIONS))
     key = b"order_fulfillment:long-1"
 

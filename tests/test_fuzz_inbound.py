@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from app.core.router import ChartRegistry
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.avro import codec
 from app.infra.wire import decode_dead_letter, encode_event
 from app.spi.envelopes import Event
@@ -96,7 +96,7 @@ def test_random_bytes_only_ever_reach_dead_letters(key: bytes | None, value: byt
     before, sent = dict(snapshots), len(outbox.sent)
     asyncio.run(agent.handle(key, value, ("in", 0, 1)))
     new = outbox.sent[sent:]
-    assert [topic for topic, _, _ in new] == [names.DEAD_LETTERS]
+    assert [topic for topic, _, _ in new] == [topics.DEAD_LETTERS]
     letter = decode_dead_letter(new[0][2])
     assert (letter["key"], letter["value"]) == (key, value)
     assert letter["reason"]
@@ -114,15 +114,15 @@ def test_malformed_envelopes_are_dead_lettered_and_valid_ones_applied(
     value = codec("omninode.Event").encode(record)
     key = f"{record['workflow_type']}:{record['instance_id']}".encode() if key_matches else b"k"
     asyncio.run(agent.handle(key, value, ("in", 0, 1)))  # invariant: never raises
-    topics = [topic for topic, _, _ in outbox.sent[sent:]]
+    sent_to = [topic for topic, _, _ in outbox.sent[sent:]]
     stats = agent.stats
     assert stats.applied + stats.dead_letters + stats.duplicates == 2  # exactly one outcome
     if stats.dead_letters:
-        assert topics == [names.DEAD_LETTERS]
+        assert sent_to == [topics.DEAD_LETTERS]
         assert snapshots == before  # a dead-lettered record changes no snapshot
         assert decode_dead_letter(outbox.sent[-1][2])["value"] == value
     elif stats.duplicates:
         assert record["event_id"] == "s1"  # a copy of $start at another offset: nothing moves
-        assert snapshots == before and topics == []
+        assert snapshots == before and sent_to == []
     else:
-        assert topics[0] == names.JOURNAL  # applied: journaled with the next seq
+        assert sent_to[0] == topics.JOURNAL  # applied: journaled with the next seq

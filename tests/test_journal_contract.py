@@ -10,7 +10,7 @@ from dataclasses import replace
 import pytest
 
 from app.core.memory import InMemoryJournal
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.kafka_client import apply_topics
 from app.infra.kafka_journal import KafkaJournal
 from app.infra.settings import Settings
@@ -87,7 +87,7 @@ def test_kafka_reads_deduplicate_a_re_emitted_record(kafka_cluster: Cluster) -> 
     from app.infra.kafka_client import produce  # noqa: PLC0415
 
     # What a redelivered inbound event does after a crash: the same record, written again.
-    topic = settings.topic(names.JOURNAL)
+    topic = settings.topic(topics.JOURNAL)
     asyncio.run(produce(settings, [(topic, b"w:a", encode_journal(record("a", 2)))]))
     assert journal.read("w:a") == [record("a", 1), record("a", 2)]
 

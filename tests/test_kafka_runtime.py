@@ -16,12 +16,12 @@ from pathlib import Path
 import pytest
 
 from app.core.snapshot import Snapshot
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.avro import codec
 from app.infra.control import new_event, read_history, read_snapshot, send_events, wait_for
 from app.infra.demo import demo_runs, drive
 from app.infra.kafka_client import produce, read_key, read_topic
-from app.infra.settings import Settings, changelog_topic
+from app.infra.settings import Settings
 from app.infra.wire import decode_dead_letter, encode_event
 from tests.conftest import ROOT, Cluster, Deployment, make_deployment
 
@@ -67,7 +67,7 @@ async def all_reach(
         # Say where the missing event went: dead letters, and the instance's journal.
         letters = [
             decode_dead_letter(r.value)
-            for r in await read_topic(settings, settings.topic(names.DEAD_LETTERS))
+            for r in await read_topic(settings, settings.topic(topics.DEAD_LETTERS))
         ]
         journals = {
             i: [(r.seq, r.event.type) for r in await read_history(settings, "order_fulfillment", i)]
@@ -105,7 +105,7 @@ def test_the_three_examples_run_to_their_final_states(deployment: Deployment) ->
 
     def views_caught_up() -> dict[str, dict] | None:
         views = _latest(
-            deployment.run(read_topic(settings, settings.topic(names.INSTANCE_VIEWS))),
+            deployment.run(read_topic(settings, settings.topic(topics.INSTANCE_VIEWS))),
             "omninode.InstanceView",
         )
         done = all(views.get(k, {}).get("seq") == s.seq for k, s in keys.items())
@@ -119,7 +119,7 @@ def test_the_three_examples_run_to_their_final_states(deployment: Deployment) ->
     # ... and the per-state counts.
     def counts_caught_up() -> dict[str, dict] | None:
         counts = _latest(
-            deployment.run(read_topic(settings, settings.topic(names.STATE_COUNTS))),
+            deployment.run(read_topic(settings, settings.topic(topics.STATE_COUNTS))),
             "omninode.StateCount",
         )
         finals_counted = (
@@ -208,7 +208,7 @@ def test_a_restarted_worker_recovers_every_snapshot(deployment: Deployment, wipe
         old = before[snapshot.instance_id]
         assert snapshot.data["paid"] == 40 and snapshot.data["invoice"] == old.data["invoice"]
         assert snapshot.seq > old.seq
-    letters = deployment.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))
+    letters = deployment.run(read_topic(settings, settings.topic(topics.DEAD_LETTERS)))
     assert letters == [], [decode_dead_letter(r.value)["reason"] for r in letters]
 
 
@@ -252,7 +252,7 @@ def test_bad_input_lands_in_dead_letters_and_the_agent_keeps_going(
 ) -> None:
     deployment.worker("w").wait_ready()
     settings = deployment.settings
-    events = settings.topic(names.EVENTS)
+    events = settings.topic(topics.EVENTS)
     unknown_type = new_event("no_such_workflow", "x-1", "$start")
     unknown_instance = new_event("order_fulfillment", "never-started", "PAY", {"amount": 1})
     bad_payload = new_event("order_fulfillment", "bad-1", "$start", {"order_id": "", "total": "x"})
@@ -276,7 +276,7 @@ def test_bad_input_lands_in_dead_letters_and_the_agent_keeps_going(
 
     letters = [
         decode_dead_letter(r.value)
-        for r in deployment.run(read_topic(settings, settings.topic(names.DEAD_LETTERS)))
+        for r in deployment.run(read_topic(settings, settings.topic(topics.DEAD_LETTERS)))
     ]
     # Each record is there once, with its original key and bytes and where it came from.
     got = sorted((d["source_topic"], d["key"] or b"", d["value"] or b"") for d in letters)
@@ -328,7 +328,7 @@ def test_timers_fire_at_their_deadline_and_cancelled_ones_never(
         wait_for(settings, "timer_check", "cancelled", in_states("finished", status="done"))
     )
     armed = deployment.run(
-        read_key(settings, changelog_topic(settings, names.TIMER_TABLE), b"timer_check:cancelled")
+        read_key(settings, settings.changelog_topic(topics.TIMER_TABLE), b"timer_check:cancelled")
     )
     assert armed and armed[-1].value is None  # the 60 s timer was removed when `left` exited
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.control import new_event, read_history, send_events, wait_for
 from app.infra.kafka_client import read_topic
 from app.infra.settings import Settings
@@ -84,7 +84,7 @@ def pings(count: int, size: int, first: int = 1) -> list:
 
 
 async def dead_letters(settings: Settings) -> list[dict]:
-    records = await read_topic(settings, settings.topic(names.DEAD_LETTERS))
+    records = await read_topic(settings, settings.topic(topics.DEAD_LETTERS))
     return [decode_dead_letter(r.value) for r in records]
 
 
@@ -95,7 +95,7 @@ async def produce_raw(settings: Settings, key: bytes, value: bytes) -> None:
     )
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic(names.EVENTS), value, key=key)
+        await producer.send_and_wait(settings.topic(topics.EVENTS), value, key=key)
     finally:
         await producer.stop()
 

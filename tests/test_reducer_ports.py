@@ -10,7 +10,7 @@ import pytest
 from app.core.memory import InMemoryInstanceStore, InMemoryStepOutbox
 from app.core.ports import InstanceStore
 from app.core.router import ChartRegistry
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.outbox import KafkaStepOutbox
 from app.infra.reducer_agent import Reducer
 from app.infra.wire import decode_journal, encode_event
@@ -66,7 +66,7 @@ def run_scenario(store: InstanceStore, sent: list[tuple[str, bytes, bytes]]) -> 
     asyncio.run(feed())
     if isinstance(outbox, KafkaStepOutbox):
         assert isinstance(outbox.outbox, ListOutbox)
-        sent += [(t, k or b"", v) for t, k, v in outbox.outbox.sent if t != names.DEAD_LETTERS]
+        sent += [(t, k or b"", v) for t, k, v in outbox.outbox.sent if t != topics.DEAD_LETTERS]
     else:
         sent += [(t, k.encode(), v) for k, o in memory.outputs for t, v in o.records]
         assert [(n.stage, n.source[2]) for n in memory.dead_letters] == [("decode", 4)]
@@ -80,7 +80,7 @@ def test_the_reducer_steps_redelivers_and_dead_letters_through_its_ports(adapter
     reducer = run_scenario(store, sent)
     stats = reducer.stats
     assert (stats.applied, stats.duplicates, stats.reemitted, stats.dead_letters) == (4, 2, 1, 1)
-    journal = [decode_journal(v).seq for t, _, v in sent if t == names.JOURNAL]
+    journal = [decode_journal(v).seq for t, _, v in sent if t == topics.JOURNAL]
     assert journal == [1, 2, 2, 3, 4]  # seq 2 re-sent once, for the redelivered record
     stored = store.load("w:i")
     assert stored is not None and stored.snapshot.status == "done"

@@ -14,7 +14,7 @@ import pytest
 from app.core.bounds import bounded_step
 from app.core.replay import replay
 from app.core.router import ChartRegistry
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.control import replay_dead_letters
 from app.infra.instance_store import OUTPUT_BYTES, decode_stored
 from app.infra.outbox import journal_record
@@ -160,7 +160,7 @@ def test_a_hot_instance_with_large_events_keeps_every_stored_value_small() -> No
     asyncio.run(burst())
     assert agent.stats.applied == 41 and agent.stats.dead_letters == 0
     assert max(written) < OUTPUT_BYTES + 4_000  # never a 60 KB output stored, let alone 32
-    journal = [decode_journal(v) for v in outbox.on(names.JOURNAL)]
+    journal = [decode_journal(v) for v in outbox.on(topics.JOURNAL)]
     assert [r.seq for r in journal] == list(range(1, 42))
     assert len(commits) >= 40  # each oversized output was flushed before its snapshot
     stored = decode_stored(agent.snapshots[b"pinger:i"])
@@ -194,7 +194,7 @@ def test_a_record_over_the_event_limit_is_dead_lettered_before_decoding() -> Non
     value = encode_event(event("$start", "s", {"blob": "x" * 20_000}))
     asyncio.run(agent.handle(b"pinger:i", value, ("in", 0, 0)))
     assert snapshots == {}
-    [letter] = [decode_dead_letter(v) for v in outbox.on(names.DEAD_LETTERS)]
+    [letter] = [decode_dead_letter(v) for v in outbox.on(topics.DEAD_LETTERS)]
     assert letter["stage"] == "decode" and "OMNINODE_MAX_EVENT_BYTES" in letter["reason"]
     assert letter["value"] == value and letter["value_size"] == len(value)
     assert (letter["workflow_type"], letter["instance_id"]) == ("pinger", "i")
@@ -204,7 +204,7 @@ def test_a_key_over_the_limit_is_dead_lettered() -> None:
     agent, snapshots, outbox, _ = reducer()
     key = b"pinger:" + b"i" * 1_000
     asyncio.run(agent.handle(key, encode_event(event("$start", "s")), ("in", 0, 0)))
-    [letter] = [decode_dead_letter(v) for v in outbox.on(names.DEAD_LETTERS)]
+    [letter] = [decode_dead_letter(v) for v in outbox.on(topics.DEAD_LETTERS)]
     assert "OMNINODE_MAX_KEY_BYTES" in letter["reason"] and snapshots == {}
 
 
@@ -239,7 +239,7 @@ def test_a_copy_of_an_event_at_another_offset_resends_nothing() -> None:
     asyncio.run(scenario())
     assert agent.stats.applied == 2 and agent.stats.duplicates == 2
     assert agent.stats.reemitted == 0
-    assert len(outbox.on(names.JOURNAL)) == 2
+    assert len(outbox.on(topics.JOURNAL)) == 2
 
 
 def test_the_same_record_read_again_resends_its_outputs() -> None:
@@ -253,7 +253,7 @@ def test_the_same_record_read_again_resends_its_outputs() -> None:
 
     asyncio.run(scenario())
     assert agent.stats.reemitted == 1
-    journal = [decode_journal(v).seq for v in outbox.on(names.JOURNAL)]
+    journal = [decode_journal(v).seq for v in outbox.on(topics.JOURNAL)]
     assert journal == [1, 2, 2]
 
 
@@ -279,7 +279,7 @@ def test_a_stored_value_over_the_hard_cap_raises_before_anything_is_written_or_s
         before_sent = len(outbox.sent)
     assert before_sent is not None
     stored = decode_stored(snapshots[b"pinger:i"])
-    journal = [decode_journal(v).seq for v in outbox.on(names.JOURNAL)]
+    journal = [decode_journal(v).seq for v in outbox.on(topics.JOURNAL)]
     assert journal == list(range(1, stored.snapshot.seq + 1))  # nothing sent past the snapshot
     assert len(json.dumps(stored.snapshot.to_dict())) < 1_000_000
 

@@ -11,11 +11,12 @@ import pytest
 
 from app.core.handlers import HandlerRegistry, NonRetryableError
 from app.core.router import ChartRegistry
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.avro import AvroDecodeError, codec
 from app.infra.instance_store import OUTPUT_LIMIT, decode_stored
-from app.infra.settings import Settings, SettingsError, load_manifest
+from app.infra.settings import Settings, SettingsError
 from app.infra.timer_service import TimerService
+from app.infra.topics import load_manifest
 from app.infra.wire import (
     decode_command,
     decode_dead_letter,
@@ -121,7 +122,7 @@ def runner_with(**handlers):  # type: ignore[no-untyped-def]
 
 
 def answer(outbox: ListOutbox) -> Event:
-    (value,) = outbox.on(names.RESULTS)
+    (value,) = outbox.on(topics.RESULTS)
     return decode_event(value)
 
 
@@ -185,8 +186,8 @@ def test_a_fire_and_forget_failure_goes_to_dead_letters_and_answers_nothing() ->
     runner, outbox, _ = runner_with(broken=broken)
     original = encode_command(command("broken", mode="fire_and_forget"))
     run(runner.handle(b"w:i", original, SOURCE))
-    assert outbox.on(names.RESULTS) == []
-    (letter,) = [decode_dead_letter(v) for v in outbox.on(names.DEAD_LETTERS)]
+    assert outbox.on(topics.RESULTS) == []
+    (letter,) = [decode_dead_letter(v) for v in outbox.on(topics.DEAD_LETTERS)]
     assert letter["value"] == original and letter["stage"] == "handler"
     assert "smtp refused" in letter["reason"]
     assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == SOURCE
@@ -210,7 +211,7 @@ def test_a_redelivered_command_is_answered_from_the_processed_table() -> None:
     run(runner.handle(b"w:i", original, SOURCE))
     run(runner.handle(b"w:i", original, SOURCE))  # redelivered after a crash
     assert calls == ["w:i:1:charge"]
-    first, again = outbox.on(names.RESULTS)
+    first, again = outbox.on(topics.RESULTS)
     assert first == again  # the same answer, byte for byte
     assert (runner.stats.ran, runner.stats.already_processed) == (1, 1)
 
@@ -257,8 +258,8 @@ def test_the_reducer_journals_sends_commands_and_tracks_timers() -> None:
     assert (armed["event"], armed["deadline"]) == ("$after.a.0", "2026-01-01T00:01:00Z")
     feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"), offset=2)
     assert decode_stored(snapshots[b"w:i"]).snapshot.status == "done"
-    assert [decode_journal(v).seq for v in outbox.on(names.JOURNAL)] == [1, 2]
-    (ship,) = [decode_command(v) for v in outbox.on(names.EFFECT_COMMANDS)]
+    assert [decode_journal(v).seq for v in outbox.on(topics.JOURNAL)] == [1, 2]
+    (ship,) = [decode_command(v) for v in outbox.on(topics.EFFECT_COMMANDS)]
     assert (ship.name, ship.command_id) == ("ship", "w:i:2:1")
     assert b"w:i" not in timers  # the state with the timer was exited
 
@@ -273,7 +274,7 @@ def test_a_redelivery_resends_the_outputs_of_that_event_without_applying_it_agai
     assert agent.stats.duplicates == 1 and agent.stats.reemitted == 1
     assert snapshots[b"w:i"] == stored  # written again, unchanged: no new seq
     resent = outbox.sent[len(sent) :]
-    assert resent == [m for m in sent if m[0] in (names.JOURNAL, names.EFFECT_COMMANDS)][-2:]
+    assert resent == [m for m in sent if m[0] in (topics.JOURNAL, topics.EFFECT_COMMANDS)][-2:]
     assert b"w:i" not in timers  # mirrored from the snapshot again
 
 
@@ -365,7 +366,7 @@ def test_timers_fire_once_when_due_with_the_deadline_as_event_time() -> None:
     assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))) == 0
     assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC))) == 1
     assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 2, 0, tzinfo=UTC))) == 0
-    (fired,) = [decode_event(v) for v in outbox.on(names.EVENTS)]
+    (fired,) = [decode_event(v) for v in outbox.on(topics.EVENTS)]
     assert (fired.type, fired.occurred_at, fired.timer_id, fired.event_id) == (
         "$after.a.0",
         "2026-01-01T00:01:00Z",
@@ -390,7 +391,7 @@ def test_settings_read_the_configuration_contract() -> None:
     assert settings.bootstrap_servers == "k1:9092,k2:9092"
     assert settings.rss_paths == ("a/", "b/") and settings.handler_modules == ("x.handlers", "y")
     assert settings.roles == {"reducer", "projector"} and settings.profile == "production"
-    assert settings.topic(names.EVENTS) == "staging.events"
+    assert settings.topic(topics.EVENTS) == "staging.events"
     assert Settings.from_env({}).rss_paths == ("rss/",)
 
 
@@ -415,22 +416,22 @@ def test_bad_settings_are_clear_errors(env: dict[str, str], message: str) -> Non
 def test_the_manifest_defines_every_topic_the_runtime_uses() -> None:
     manifest = load_manifest()
     used = {
-        names.EVENTS,
-        names.RESULTS,
-        names.JOURNAL,
-        names.EFFECT_COMMANDS,
-        names.COMPUTE_COMMANDS,
-        names.DEAD_LETTERS,
-        names.INSTANCE_VIEWS,
-        names.STATE_DELTAS,
-        names.STATE_COUNTS,
+        topics.EVENTS,
+        topics.RESULTS,
+        topics.JOURNAL,
+        topics.EFFECT_COMMANDS,
+        topics.COMPUTE_COMMANDS,
+        topics.DEAD_LETTERS,
+        topics.INSTANCE_VIEWS,
+        topics.STATE_DELTAS,
+        topics.STATE_COUNTS,
     }
     assert set(manifest) == used
     for spec in manifest.values():
         codec(spec.value_schema)  # every declared schema exists and parses
-    assert manifest[names.INSTANCE_VIEWS].cleanup_policy == "compact"
-    assert manifest[names.JOURNAL].retention_ms == -1
-    partitions = {manifest[t].partitions for t in (names.EVENTS, names.RESULTS)}
+    assert manifest[topics.INSTANCE_VIEWS].cleanup_policy == "compact"
+    assert manifest[topics.JOURNAL].retention_ms == -1
+    partitions = {manifest[t].partitions for t in (topics.EVENTS, topics.RESULTS)}
     assert len(partitions) == 1  # co-partitioned with the snapshot table
 
 

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from app.core.simulate import Simulator, parse_script
 from app.core.snapshot import Timer, dumps, timer_firing
-from app.infra import control, rebuild
-from app.infra import settings as names
+from app.infra import control, rebuild, topics
 from app.infra.avro import AvroDecodeError, codec
 from app.infra.decoding import decoded
 from app.infra.kafka_client import Record
@@ -158,7 +157,12 @@ def test_decoded_returns_the_record_or_dead_letters_it_at_stage_decode() -> None
     assert bad is None
     [(topic, key, value)] = outbox.sent
     letter = decode_letter(value)
-    assert (topic, key, letter.key, letter.value) == (names.DEAD_LETTERS, b"w:i", b"w:i", b"\0junk")
+    assert (topic, key, letter.key, letter.value) == (
+        topics.DEAD_LETTERS,
+        b"w:i",
+        b"w:i",
+        b"\0junk",
+    )
     assert letter.stage == "decode" and letter.reason.startswith("undecodable thing: ")
     assert (letter.source_topic, letter.source_partition, letter.source_offset) == SOURCE
 
@@ -179,14 +183,14 @@ def test_the_instance_projector_writes_its_table_and_topics_as_before() -> None:
     after["updated_at"] = "2026-01-01T00:00:02Z"
     assert views == {b"w:i-1": json.dumps(after).encode()}
     deltas = [
-        (names.STATE_DELTAS, b"w:a", {"workflow_type": "w", "state": "a", "count": 1}),
-        (names.STATE_DELTAS, b"w:a", {"workflow_type": "w", "state": "a", "count": -1}),
-        (names.STATE_DELTAS, b"w:b", {"workflow_type": "w", "state": "b", "count": 1}),
+        (topics.STATE_DELTAS, b"w:a", {"workflow_type": "w", "state": "a", "count": 1}),
+        (topics.STATE_DELTAS, b"w:a", {"workflow_type": "w", "state": "a", "count": -1}),
+        (topics.STATE_DELTAS, b"w:b", {"workflow_type": "w", "state": "b", "count": 1}),
     ]
     expected = [
-        (names.INSTANCE_VIEWS, b"w:i-1", codec(INSTANCE_VIEW).encode(first)),
+        (topics.INSTANCE_VIEWS, b"w:i-1", codec(INSTANCE_VIEW).encode(first)),
         (*deltas[0][:2], codec(STATE_COUNT).encode(deltas[0][2])),
-        (names.INSTANCE_VIEWS, b"w:i-1", codec(INSTANCE_VIEW).encode(after)),
+        (topics.INSTANCE_VIEWS, b"w:i-1", codec(INSTANCE_VIEW).encode(after)),
         *((t, k, codec(STATE_COUNT).encode(r)) for t, k, r in deltas[1:]),
     ]
     assert outbox.sent == expected
@@ -196,7 +200,7 @@ def test_the_projectors_dead_letter_what_they_cannot_decode_with_the_reason() ->
     outbox = ListOutbox()
     asyncio.run(InstanceProjector({}, outbox).handle(b"k", b"junk", SOURCE))
     asyncio.run(CountsProjector({}, outbox).handle(b"k", b"junk", SOURCE))
-    reasons = [decode_letter(v).reason for v in outbox.on(names.DEAD_LETTERS)]
+    reasons = [decode_letter(v).reason for v in outbox.on(topics.DEAD_LETTERS)]
     assert [r.split(":")[0] for r in reasons] == [
         "undecodable journal record",
         "undecodable state delta",
@@ -215,7 +219,7 @@ def test_the_counts_projector_sums_the_deltas_per_key() -> None:
     assert counts == {b"w:a": b"1"}
     totals = [{"workflow_type": "w", "state": "a", "count": n} for n in (1, 2, 1)]
     assert outbox.sent == [
-        (names.STATE_COUNTS, b"w:a", codec(STATE_COUNT).encode(t)) for t in totals
+        (topics.STATE_COUNTS, b"w:a", codec(STATE_COUNT).encode(t)) for t in totals
     ]
 
 
@@ -224,13 +228,13 @@ def test_the_rebuild_compares_and_publishes_typed_records_as_before(
 ) -> None:
     settings = Settings(bootstrap_servers="127.0.0.1:1")
     stale = {"workflow_type": "w", "state": "gone", "count": 2}
-    topics = {
-        settings.topic(names.JOURNAL): [
+    by_topic = {
+        settings.topic(topics.JOURNAL): [
             (b"w:i-1", journal(1, ("a",))),
             (b"w:i-1", journal(2, ("b",))),
         ],
-        settings.topic(names.INSTANCE_VIEWS): [(b"w:i-1", encode_instance_view(VIEW))],
-        settings.topic(names.STATE_COUNTS): [
+        settings.topic(topics.INSTANCE_VIEWS): [(b"w:i-1", encode_instance_view(VIEW))],
+        settings.topic(topics.STATE_COUNTS): [
             (b"w:gone", codec(STATE_COUNT).encode(stale)),
             (b"w:b", codec(STATE_COUNT).encode({**stale, "state": "b", "count": 1})),
         ],
@@ -238,7 +242,7 @@ def test_the_rebuild_compares_and_publishes_typed_records_as_before(
     produced: list[tuple[str, bytes, bytes]] = []
 
     async def read_topic(settings: Settings, topic: str) -> list[Record]:
-        return [Record(topic, 0, n, k, v) for n, (k, v) in enumerate(topics.get(topic, []))]
+        return [Record(topic, 0, n, k, v) for n, (k, v) in enumerate(by_topic.get(topic, []))]
 
     async def produce(settings: Settings, records: list[tuple[str, bytes, bytes]]) -> None:
         produced.extend(records)
@@ -249,9 +253,9 @@ def test_the_rebuild_compares_and_publishes_typed_records_as_before(
     assert report == rebuild.RebuildReport(2, 1, 2, 1, 1)
     view = {**VIEW.to_record(), "configuration": ["b"], "seq": 2}
     view["updated_at"] = "2026-01-01T00:00:02Z"
-    count_topic = settings.topic(names.STATE_COUNTS)
+    count_topic = settings.topic(topics.STATE_COUNTS)
     assert produced == [
-        (settings.topic(names.INSTANCE_VIEWS), b"w:i-1", codec(INSTANCE_VIEW).encode(view)),
+        (settings.topic(topics.INSTANCE_VIEWS), b"w:i-1", codec(INSTANCE_VIEW).encode(view)),
         (count_topic, b"w:gone", codec(STATE_COUNT).encode({**stale, "count": 0})),
         (count_topic, b"w:b", codec(STATE_COUNT).encode({**stale, "state": "b", "count": 1})),
     ]

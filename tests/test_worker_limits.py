@@ -13,8 +13,7 @@ from typing import Any
 import pytest
 
 from app.core.handlers import HandlerRegistry, NonRetryableError
-from app.infra import settings as names
-from app.infra import worker_agent
+from app.infra import topics, worker_agent
 from app.infra.avro import AvroDecodeError
 from app.infra.wire import dead_letter, decode_dead_letter, decode_event, encode_command
 from app.infra.worker_agent import CommandRunner
@@ -70,14 +69,14 @@ class Worker:
         await self.runner.handle(b"w:i", encode_command(cmd), SOURCE)
 
     def answers(self) -> list[Event]:
-        return [decode_event(value) for value in self.outbox.on(names.RESULTS)]
+        return [decode_event(value) for value in self.outbox.on(topics.RESULTS)]
 
     def answer(self) -> Event:
         (only,) = self.answers()
         return only
 
     def letters(self) -> list[dict[str, Any]]:
-        return [decode_dead_letter(value) for value in self.outbox.on(names.DEAD_LETTERS)]
+        return [decode_dead_letter(value) for value in self.outbox.on(topics.DEAD_LETTERS)]
 
 
 def nested(depth: int) -> Any:
@@ -118,7 +117,7 @@ def test_a_result_that_is_not_plain_json_answers_failed_at_once(case: str) -> No
     assert isinstance(error, str) and error.startswith("handler result is not plain JSON: ")
     assert reason in error
     assert worker.letters() == []
-    assert worker.processed[b"w:i:1:bad"] == worker.outbox.on(names.RESULTS)[0]
+    assert worker.processed[b"w:i:1:bad"] == worker.outbox.on(topics.RESULTS)[0]
 
 
 def test_a_ten_megabyte_result_answers_failed_with_a_small_answer() -> None:
@@ -134,7 +133,7 @@ def test_a_ten_megabyte_result_answers_failed_with_a_small_answer() -> None:
         "attempts": 1,
     }
     (stored,) = worker.processed.values()
-    assert len(stored) < 1024 and worker.outbox.on(names.RESULTS) == [stored]
+    assert len(stored) < 1024 and worker.outbox.on(topics.RESULTS) == [stored]
 
 
 def test_a_result_at_the_size_limit_is_done() -> None:
@@ -204,7 +203,7 @@ def test_a_fire_and_forget_bad_result_goes_to_dead_letters_with_its_instance() -
     worker.add("notify", lambda data, ctx: {"sent_at": datetime(2026, 1, 1, tzinfo=UTC)})
     original = encode_command(command("notify", mode="fire_and_forget"))
     asyncio.run(worker.runner.handle(b"w:i", original, SOURCE))
-    assert worker.outbox.on(names.RESULTS) == []
+    assert worker.outbox.on(topics.RESULTS) == []
     (letter,) = worker.letters()
     assert letter["stage"] == "handler" and letter["value"] == original
     assert (letter["workflow_type"], letter["instance_id"]) == ("w", "i")
@@ -324,7 +323,7 @@ def test_copies_of_an_awaited_command_delivered_together_run_the_handler_once() 
 
     asyncio.run(scenario())
     assert calls == ["w:i:1:charge"]
-    first, second, third = worker.outbox.on(names.RESULTS)  # every copy is answered ...
+    first, second, third = worker.outbox.on(topics.RESULTS)  # every copy is answered ...
     assert first == second == third  # ... with the first run's answer, byte for byte
     assert worker.processed == {b"w:i:1:charge": first}
     assert decode_event(first).type == "charge.done"
@@ -344,7 +343,7 @@ def test_copies_of_a_fire_and_forget_command_delivered_together_run_the_handler_
 
     asyncio.run(scenario())
     assert calls == ["w:i:1:notify"]
-    assert worker.outbox.on(names.RESULTS) == []
+    assert worker.outbox.on(topics.RESULTS) == []
     (letter,) = worker.letters()  # the failure is dead-lettered once, by the run
     assert "smtp refused" in letter["reason"]
     assert worker.processed == {b"w:i:1:notify": b""}

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from app.core.snapshot import Snapshot
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.instance_store import decode_stored
 from app.infra.kafka_client import produce, read_key, read_topic
 from app.infra.kafka_journal import read_journal
-from app.infra.settings import Settings, changelog_topic
+from app.infra.settings import Settings
 from app.infra.wire import (
     AvroDecodeError,
     decode_command,
@@ -52,14 +52,14 @@ def new_event(
 
 
 async def send_events(settings: Settings, events: list[Event]) -> None:
-    records = [(settings.topic(names.EVENTS), e.key.encode(), encode_event(e)) for e in events]
+    records = [(settings.topic(topics.EVENTS), e.key.encode(), encode_event(e)) for e in events]
     await produce(settings, records)
 
 
 async def read_snapshot(settings: Settings, workflow: str, instance_id: str) -> Snapshot | None:
     """The instance's latest snapshot, from the snapshot table's changelog."""
     key = instance_key(workflow, instance_id).encode()
-    topic = changelog_topic(settings, names.SNAPSHOT_TABLE)
+    topic = settings.changelog_topic(topics.SNAPSHOT_TABLE)
     records = await read_key(settings, topic, key)
     latest = next((r.value for r in reversed(records)), None)
     return decode_stored(latest).snapshot if latest else None
@@ -79,7 +79,7 @@ async def read_dead_letters(settings: Settings) -> list[dict[str, Any]]:
     A record on that topic that is not a dead letter we can read is listed too, with stage
     ``unreadable`` and the reason, rather than hiding every other letter behind an error.
     """
-    topic = settings.topic(names.DEAD_LETTERS)
+    topic = settings.topic(topics.DEAD_LETTERS)
     letters = []
     for record in await read_topic(settings, topic):
         try:

@@ -18,14 +18,15 @@ from faust.types import TP, EventT, StreamT
 
 from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.avro import register_faust_codecs
 from app.infra.instance_store import TableInstanceStore
 from app.infra.outbox import KafkaStepOutbox, Source, send_dead_letter
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
-from app.infra.settings import Settings, TopicSpec
+from app.infra.settings import Settings
 from app.infra.timer_service import TimerService
+from app.infra.topics import TopicSpec
 from app.infra.worker_agent import CommandRunner
 from app.spi.limits import Limits
 
@@ -101,11 +102,11 @@ def build_app(
     settings: Settings, registry: ChartRegistry, handlers: HandlerRegistry = default_handlers
 ) -> faust.App:
     manifest = settings.manifest()
-    partitions = manifest[names.EVENTS].partitions
+    partitions = manifest[topics.EVENTS].partitions
     register_faust_codecs()
     options: dict[str, Any] = {
         "topic_partitions": partitions,
-        "topic_replication_factor": manifest[names.EVENTS].replication,
+        "topic_replication_factor": manifest[topics.EVENTS].replication,
         **profile_options(settings),
     }
     if settings.web_port is not None:
@@ -121,7 +122,7 @@ def build_app(
     outbox = FaustOutbox(app, manifest)
     if "reducer" in settings.roles:
         _reducer_agents(app, outbox, registry, partitions, settings.limits)
-    kinds = (("effects", names.EFFECT_COMMANDS), ("computes", names.COMPUTE_COMMANDS))
+    kinds = (("effects", topics.EFFECT_COMMANDS), ("computes", topics.COMPUTE_COMMANDS))
     for role, topic in kinds:
         if role in settings.roles:
             processed = _table(app, f"processed-{role}", partitions, ttl=PROCESSED_TTL_S)
@@ -154,8 +155,8 @@ def _consume(
     handle: Handle,
 ) -> None:
     """An agent feeding every record (raw bytes, so bad ones can be dead-lettered) to handle."""
-    topics = (topic_names,) if isinstance(topic_names, str) else topic_names
-    real_names = [outbox.topic(t).get_topic_name() for t in topics]
+    logical = (topic_names,) if isinstance(topic_names, str) else topic_names
+    real_names = [outbox.topic(t).get_topic_name() for t in logical]
     channel = app.topic(*real_names, key_serializer="raw", value_serializer="raw")
 
     async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
@@ -183,8 +184,8 @@ def _reducer_agents(
     partitions: int,
     limits: Limits,
 ) -> None:
-    snapshots = _table(app, names.SNAPSHOT_TABLE, partitions)
-    timers = _table(app, names.TIMER_TABLE, partitions)
+    snapshots = _table(app, topics.SNAPSHOT_TABLE, partitions)
+    timers = _table(app, topics.TIMER_TABLE, partitions)
 
     def committed(topic: str, partition: int) -> int | None:
         # Faust's monitor records every offset commit (after the producer flush).
@@ -197,7 +198,7 @@ def _reducer_agents(
 
     store = TableInstanceStore(snapshots, timers, committed, commit)
     reducer = Reducer(registry, store, KafkaStepOutbox(outbox), limits)
-    _consume(app, outbox, (names.EVENTS, names.RESULTS), "reducer", 1, reducer.handle)
+    _consume(app, outbox, (topics.EVENTS, topics.RESULTS), "reducer", 1, reducer.handle)
     service = TimerService(outbox)
 
     async def fire_timers() -> None:
@@ -209,5 +210,5 @@ def _reducer_agents(
 def _projector_agents(app: faust.App, outbox: FaustOutbox, partitions: int) -> None:
     views = _table(app, "instance-views", partitions)
     counts = _table(app, "state-counts", partitions)
-    _consume(app, outbox, names.JOURNAL, "projector", 1, InstanceProjector(views, outbox).handle)
-    _consume(app, outbox, names.STATE_DELTAS, "counts", 1, CountsProjector(counts, outbox).handle)
+    _consume(app, outbox, topics.JOURNAL, "projector", 1, InstanceProjector(views, outbox).handle)
+    _consume(app, outbox, topics.STATE_DELTAS, "counts", 1, CountsProjector(counts, outbox).handle)

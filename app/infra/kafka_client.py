@@ -29,7 +29,8 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.infra.end_offsets import EndOffsetProbeError, fetched_end_offsets
-from app.infra.settings import Settings, SettingsError, TopicSpec
+from app.infra.settings import Settings, SettingsError
+from app.infra.topics import TopicSpec
 
 READ_TIMEOUT_S = 60.0  # the longest a read may take, connecting included
 READ_POLL_S = 1.0  # one fetch's wait; an empty one only means "not yet"

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaError
 
 from app.core.memory import check_gapless
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.kafka_client import KafkaUnavailable, produce, read_key, read_topic
 from app.infra.settings import Settings
 from app.infra.wire import decode_journal, encode_journal
@@ -29,7 +29,7 @@ T = TypeVar("T")
 class KafkaJournal:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.topic = settings.topic(names.JOURNAL)
+        self.topic = settings.topic(topics.JOURNAL)
 
     def append(self, records: Sequence[JournalRecord]) -> None:
         check_gapless(records, self._last_seq)
@@ -57,7 +57,7 @@ class KafkaJournal:
 
 async def read_journal(settings: Settings, key: str, after_seq: int = 0) -> list[JournalRecord]:
     """An instance's records in seq order, each seq once (redelivery may re-emit a record)."""
-    found = await read_key(settings, settings.topic(names.JOURNAL), key.encode())
+    found = await read_key(settings, settings.topic(topics.JOURNAL), key.encode())
     by_seq: dict[int, JournalRecord] = {}
     for raw in found:
         record = decode_journal(raw.value)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.core.interpreter import StepResult
-from app.infra import settings as topics
+from app.infra import topics
 from app.infra.wire import dead_letter, encode_command, encode_journal
 from app.spi.envelopes import Command, Event, JournalRecord
 from app.spi.ports import Source, StepOutput

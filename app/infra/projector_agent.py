@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import MutableMapping
 
-from app.infra import settings as topics
+from app.infra import topics
 from app.infra.decoding import decoded
 from app.infra.outbox import Outbox, Source
 from app.infra.wire import (

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from app.infra import settings as names
+from app.infra import topics
 from app.infra.kafka_client import produce, read_topic
 from app.infra.settings import Settings
 from app.infra.wire import (
@@ -38,15 +38,15 @@ async def rebuild_projections(settings: Settings, publish: bool) -> RebuildRepor
     makes the latest record of each key the rebuilt one.
     """
     views: dict[str, InstanceView] = {}
-    journal = await read_topic(settings, settings.topic(names.JOURNAL))
+    journal = await read_topic(settings, settings.topic(topics.JOURNAL))
     for record in journal:
         entry = decode_journal(record.value)
         updated = project(views.get(entry.key), entry)
         if updated is not None:
             views[entry.key] = updated
     counts = totals(views)
-    published_views = await _published(settings, names.INSTANCE_VIEWS, decode_instance_view)
-    published_counts = await _published(settings, names.STATE_COUNTS, decode_state_count)
+    published_views = await _published(settings, topics.INSTANCE_VIEWS, decode_instance_view)
+    published_counts = await _published(settings, topics.STATE_COUNTS, decode_state_count)
     views_differing = sum(published_views.get(k) != v for k, v in views.items())
     zeroed = {k: 0 for k, v in published_counts.items() if v.count and k not in counts}
     counts = {**zeroed, **counts}  # states no instance is in any more count 0
@@ -69,8 +69,8 @@ async def _published(
 def _records(
     settings: Settings, views: dict[str, InstanceView], counts: dict[str, int]
 ) -> list[tuple[str, bytes, bytes]]:
-    view_topic = settings.topic(names.INSTANCE_VIEWS)
-    count_topic = settings.topic(names.STATE_COUNTS)
+    view_topic = settings.topic(topics.INSTANCE_VIEWS)
+    count_topic = settings.topic(topics.STATE_COUNTS)
     records = [(view_topic, k.encode(), encode_instance_view(v)) for k, v in views.items()]
     for key, count in counts.items():
         records.append(

@@ -24,20 +24,17 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
-import yaml
 from aiokafka.helpers import create_ssl_context
 
-from app.core.durations import parse_duration_ms
+from app.infra.topics import MANIFEST, ManifestError, TopicSpec, load_manifest
 from app.spi.limits import DEFAULT_LIMITS, Limits
 
 Profile = Literal["production", "local"]
 ROLES = frozenset({"reducer", "effects", "computes", "projector"})
 # The embedded broker answers a fetch only when its wait expires (docs/runtime.md).
 LOCAL_FETCH_MAX_WAIT_MS = 25
-MANIFEST = Path(__file__).resolve().parents[2] / "topics" / "omninode.yaml"
 
 
 class SettingsError(ValueError):
@@ -129,7 +126,14 @@ class Settings:
 
     def manifest(self) -> dict[str, TopicSpec]:
         replication = 1 if self.is_local else self.replication
-        return load_manifest(MANIFEST, self.partitions, self.app_id, replication)
+        try:
+            return load_manifest(MANIFEST, self.partitions, self.app_id, replication)
+        except ManifestError as exc:
+            raise SettingsError(str(exc)) from exc
+
+    def changelog_topic(self, table: str) -> str:
+        """The changelog Faust keeps for one of the workers' tables in this deployment."""
+        return f"{self.app_id}-{table}-changelog"
 
     def topic(self, logical: str) -> str:
         """The real name of a manifest topic in this deployment (prefixed with the app id)."""
@@ -181,71 +185,3 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
         return int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be an integer, not {raw!r}") from exc
-
-
-@dataclass(frozen=True, slots=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    replication: int
-    cleanup_policy: str
-    retention: str
-    key: str
-    value_schema: str
-    purpose: str
-
-    @property
-    def retention_ms(self) -> int:
-        if self.retention == "forever":
-            return -1
-        try:
-            return parse_duration_ms(self.retention)
-        except ValueError as exc:
-            raise SettingsError(f"topic {self.name}: bad retention: {exc}") from exc
-
-
-def load_manifest(
-    path: Path = MANIFEST,
-    partitions: int | None = None,
-    namespace: str = "omninode",
-    replication: int | None = None,
-) -> dict[str, TopicSpec]:
-    """The manifest by logical name (``omninode.events``); each spec's ``name`` is the real
-    topic, prefixed with ``namespace``. ``partitions``/``replication`` override the file."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        defaults = raw.get("defaults", {})
-        specs = {}
-        for entry in raw["topics"]:
-            merged = {**defaults, **entry}
-            specs[merged["name"]] = TopicSpec(
-                name=namespace + merged["name"].removeprefix("omninode"),
-                partitions=partitions or int(merged["partitions"]),
-                replication=replication or int(merged["replication"]),
-                cleanup_policy=merged.get("cleanup_policy", "delete"),
-                retention=str(merged.get("retention", "7d")),
-                key=merged.get("key", ""),
-                value_schema=merged["value_schema"],
-                purpose=merged.get("purpose", ""),
-            )
-    except (OSError, KeyError, TypeError, AttributeError, ValueError, yaml.YAMLError) as exc:
-        raise SettingsError(f"{path}: invalid topic manifest: {exc}") from exc
-    return specs
-
-
-# Topic names the runtime uses; the manifest must define each of them.
-EVENTS = "omninode.events"
-RESULTS = "omninode.results"
-JOURNAL = "omninode.journal"
-EFFECT_COMMANDS = "omninode.commands.effect"
-COMPUTE_COMMANDS = "omninode.commands.compute"
-DEAD_LETTERS = "omninode.deadletters"
-INSTANCE_VIEWS = "omninode.projection.instances"
-STATE_DELTAS = "omninode.projection.state-deltas"
-STATE_COUNTS = "omninode.projection.state-counts"
-SNAPSHOT_TABLE = "snapshots"
-TIMER_TABLE = "timers"
-
-
-def changelog_topic(settings: Settings, table: str) -> str:
-    return f"{settings.app_id}-{table}-changelog"

@@ -17,7 +17,7 @@ from datetime import datetime
 from app.core.durations import parse_instant_ms
 from app.core.ports import ArmedTimer
 from app.core.snapshot import timer_firing
-from app.infra import settings as topics
+from app.infra import topics
 from app.infra.instance_store import decode_timers
 from app.infra.outbox import Outbox
 from app.infra.wire import encode_event

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
-from app.infra import settings as topics
+from app.infra import topics
 from app.infra.decoding import decoded
 from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import (
