@@ -18,11 +18,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.core.durations import parse_instant_ms
 from app.infra import topics
-from app.infra.control import WorkerProcess, new_event
+from app.infra.control import new_event
 from app.infra.kafka_client import apply_topics
 from app.infra.settings import Settings
 from app.infra.topics import load_manifest
 from app.infra.wire import decode_command, decode_journal, encode_command, encode_event
+from app.infra.worker_process import WorkerProcess
 from app.spi.envelopes import Command, RetryPolicy
 from bench.common import (
     ROOT,

@@ -21,9 +21,9 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from app.infra.broker import EmbeddedBroker
-from app.infra.control import WorkerProcess
 from app.infra.kafka_client import apply_topics
 from app.infra.settings import Profile, Settings
+from app.infra.worker_process import WorkerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_PARTITIONS = 4

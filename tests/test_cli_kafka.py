@@ -13,8 +13,8 @@ import pytest
 
 from app.infra import topics
 from app.infra.avro import codec
-from app.infra.control import worker_environment
 from app.infra.kafka_client import produce
+from app.infra.worker_process import worker_environment
 from tests.conftest import ROOT, Deployment
 
 pytestmark = pytest.mark.kafka

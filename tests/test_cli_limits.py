@@ -21,7 +21,7 @@ from app.cli.main import main
 from app.core.snapshot import Snapshot
 from app.infra import kafka_client, topics
 from app.infra.avro import codec
-from app.infra.control import describe_record, new_event, worker_environment
+from app.infra.control import describe_record, new_event
 from app.infra.instance_store import StoredInstance, encode_stored
 from app.infra.kafka_client import (
     ReadIncomplete,
@@ -31,6 +31,7 @@ from app.infra.kafka_client import (
 )
 from app.infra.settings import SettingsError
 from app.infra.wire import encode_event, event_record
+from app.infra.worker_process import worker_environment
 from tests.conftest import TEST_PARTITIONS, Deployment, create_topic
 
 ROOT = Path(__file__).resolve().parents[1]

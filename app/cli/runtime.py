@@ -18,7 +18,6 @@ from typing import Any, TypeVar
 from app.core.snapshot import Snapshot
 from app.infra.broker import BrokerError, EmbeddedBroker
 from app.infra.control import (
-    WorkerProcess,
     describe_record,
     new_event,
     read_dead_letters,
@@ -33,6 +32,7 @@ from app.infra.kafka_client import log as read_log
 from app.infra.rebuild import rebuild_projections
 from app.infra.settings import Settings, SettingsError
 from app.infra.wire import encode_event
+from app.infra.worker_process import WorkerProcess
 from app.spi.envelopes import Event, JournalRecord
 from app.spi.limits import Limits, json_problem
 
