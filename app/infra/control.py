@@ -1,4 +1,4 @@
-"""Talking to a running deployment: send events, read snapshots and journals, run workers.
+"""Talking to a running deployment: send events, read snapshots, journals and dead letters.
 
 Used by the CLI (start, send, status, history, dev) and by the integration tests, so both
 exercise the same paths a user does.
