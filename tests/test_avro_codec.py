@@ -1,0 +1,63 @@
+"""Avro codec: events and commands round-trip in Confluent wire format; bad bytes are decode errors with a reason."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.infra.avro import AvroDecodeError, codec
+from app.infra.wire import (
+    decode_command,
+    decode_event,
+    encode_command,
+    encode_event,
+)
+from app.spi.envelopes import Command, Event, RetryPolicy
+
+EVENT = Event(
+    "w",
+    "i-1",
+    "PAY",
+    "e-1",
+    "2026-01-01T00:00:00Z",
+    {"amount": 4.5, "n": [1]},
+    dispatch_id="d",
+    correlation_id="c",
+)
+
+
+def test_an_event_round_trips_in_confluent_wire_format() -> None:
+    data = encode_event(EVENT)
+    assert data[0] == 0 and int.from_bytes(data[1:5]) == codec("omninode.Event").schema_id
+    assert decode_event(data) == EVENT
+
+
+def test_a_command_round_trips() -> None:
+    command = Command(
+        "w:i:2:1",
+        "w",
+        "i",
+        2,
+        "effect",
+        "charge",
+        "await",
+        {"a": 1},
+        RetryPolicy(5, "fixed", 10, 20),
+        3000,
+        "refund",
+        None,
+    )
+    assert decode_command(encode_command(command)) == command
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "not a omninode.Event record: 0 bytes"),
+        (b"\x01\x00\x00\x00\x01xx", "not Confluent wire format (magic byte 1)"),
+        (b"\x00\x00\x00\x00\x01xx", "schema id 1 is not omninode.Event"),
+        (encode_event(EVENT)[:12], "corrupt omninode.Event record"),
+    ],
+)
+def test_bad_bytes_are_decode_errors_with_a_reason(data: bytes, reason: str) -> None:
+    with pytest.raises(AvroDecodeError, match=reason.replace("(", r"\(").replace(")", r"\)")):
+        decode_event(data)
