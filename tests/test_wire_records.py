@@ -17,7 +17,7 @@ from app.core.simulate import Simulator, parse_script
 from app.core.snapshot import Timer, dumps, timer_firing
 from app.infra import control, rebuild, topics
 from app.infra.avro import AvroDecodeError, codec
-from app.infra.decoding import decoded
+from app.infra.decoding import dead_letters_of, decoded
 from app.infra.kafka_client import Record
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.settings import Settings
@@ -151,9 +151,13 @@ def test_a_record_of_another_schema_is_a_decode_error() -> None:
 def test_decoded_returns_the_record_or_dead_letters_it_at_stage_decode() -> None:
     outbox = ListOutbox()
     good = encode_state_count(StateCount("w", "a", 1))
-    got = asyncio.run(decoded(decode_state_count, b"k", good, SOURCE, outbox, "state delta"))
+    got = asyncio.run(
+        decoded(decode_state_count, b"k", good, SOURCE, dead_letters_of(outbox), "state delta")
+    )
     assert got == StateCount("w", "a", 1) and outbox.sent == []
-    bad = asyncio.run(decoded(decode_state_count, b"w:i", b"\0junk", SOURCE, outbox, "thing"))
+    bad = asyncio.run(
+        decoded(decode_state_count, b"w:i", b"\0junk", SOURCE, dead_letters_of(outbox), "thing")
+    )
     assert bad is None
     [(topic, key, value)] = outbox.sent
     letter = decode_letter(value)

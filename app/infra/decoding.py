@@ -7,13 +7,16 @@ and the original key and bytes, so no agent needs its own list of exceptions.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import TypeVar
 
 from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import AvroDecodeError
 
 T = TypeVar("T")
+# (reason, stage, source, key, value): an outbox's way of sending one dead letter
+DeadLetterFn = Callable[[str, str, Source, bytes | None, bytes | None], Awaitable[None]]
 
 
 async def decoded(
@@ -21,13 +24,17 @@ async def decoded(
     key: bytes | None,
     value: bytes | None,
     source: Source,
-    outbox: Outbox,
+    dead_letter: DeadLetterFn,
     what: str,
 ) -> T | None:
     """``decode(value)``; None when it raises, after sending the record to dead letters."""
     try:
         return decode(value)
     except AvroDecodeError as exc:
-        reason = f"undecodable {what}: {exc}"
-        await send_dead_letter(outbox, reason, "decode", source, key, value)
+        await dead_letter(f"undecodable {what}: {exc}", "decode", source, key, value)
         return None
+
+
+def dead_letters_of(outbox: Outbox) -> DeadLetterFn:
+    """An agent outbox's way of sending one dead letter."""
+    return partial(send_dead_letter, outbox)

@@ -13,7 +13,7 @@ import json
 from collections.abc import MutableMapping
 
 from app.infra import topics
-from app.infra.decoding import decoded
+from app.infra.decoding import dead_letters_of, decoded
 from app.infra.outbox import Outbox, Source
 from app.infra.wire import (
     decode_journal,
@@ -40,7 +40,9 @@ class InstanceProjector:
         self.outbox = outbox
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
-        record = await decoded(decode_journal, key, value, source, self.outbox, "journal record")
+        record = await decoded(
+            decode_journal, key, value, source, dead_letters_of(self.outbox), "journal record"
+        )
         if record is None:
             return
         view_key = record.key.encode()
@@ -64,7 +66,9 @@ class CountsProjector:
         self.outbox = outbox
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
-        delta = await decoded(decode_state_count, key, value, source, self.outbox, "state delta")
+        delta = await decoded(
+            decode_state_count, key, value, source, dead_letters_of(self.outbox), "state delta"
+        )
         if delta is None:
             return
         state_key = delta.key.encode()

@@ -57,11 +57,13 @@ survived, step 3 re-sends what step 5 and 6 may have lost. Downstream de-duplica
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 from app.core.ports import InstanceStore, StoredInstance
 from app.core.router import ChartRegistry
+from app.infra.decoding import decoded
 from app.infra.outbox import step_output
-from app.infra.wire import AvroDecodeError, decode_event
+from app.infra.wire import decode_event
 from app.spi.envelopes import Event
 from app.spi.limits import DEFAULT_LIMITS, Limits
 from app.spi.ports import Source, StepOutbox, StepOutput
@@ -99,10 +101,10 @@ class Reducer:
         if problem is not None:
             await self._dead_letter(problem, "decode", source, key, value)
             return
-        try:
-            event = decode_event(value, self.limits.json_depth)
-        except AvroDecodeError as exc:  # the one error of every decoder
-            await self._dead_letter(f"undecodable event: {exc}", "decode", source, key, value)
+        decode = partial(decode_event, max_depth=self.limits.json_depth)
+        event = await decoded(decode, key, value, source, self.outbox.send_dead_letter, "event")
+        if event is None:
+            self.stats.dead_letters += 1
             return
         if key is None or key != event.key.encode():
             reason = f"record key {key!r} is not the event's key {event.key!r}"

@@ -43,7 +43,7 @@ from typing import Any
 
 from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
 from app.infra import topics
-from app.infra.decoding import decoded
+from app.infra.decoding import dead_letters_of, decoded
 from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import (
     AvroDecodeError,
@@ -132,7 +132,9 @@ class CommandRunner:
         return len(self._in_flight)
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
-        command = await decoded(decode_command, key, value, source, self.outbox, "command")
+        command = await decoded(
+            decode_command, key, value, source, dead_letters_of(self.outbox), "command"
+        )
         if command is None:
             return
         idempotency_key = command.command_id.encode()
