@@ -294,11 +294,9 @@ class ChartBuilder:
                 f"module (registered: {known})",
             )
         when = self.expr(spec["when"], (*where, "when")) if "when" in spec else None
+        # As SCXML: `internal: true` where it cannot keep the source (a target outside or
+        # equal to it, an atomic or parallel source) is accepted and behaves as external.
         internal = bool(spec.get("internal", False))
-        if internal and targets and not all(paths.is_descendant(t, source) for t in targets):
-            self.error(where, "internal: true needs every target inside the source state")
-        elif internal and targets and self.types[source] != "compound":
-            self.error(where, "internal: true with a target needs a compound source state")
         actions = self.actions(spec, where)
         if targets is None:
             return None
