@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 from app.core.router import ChartRegistry
 from app.infra import topics
-from app.infra.instance_store import OUTPUT_LIMIT, decode_stored
+from app.infra.instance_store import OUTPUT_LIMIT, decode_stored, decode_timers
 from app.infra.timer_service import TimerService
 from app.infra.wire import (
     decode_command,
@@ -148,25 +148,22 @@ async def _no_commit() -> None:
 def test_timers_fire_once_when_due_with_the_deadline_as_event_time() -> None:
     outbox = ListOutbox()
     service = TimerService(outbox)
-    armed = [
-        (
-            b"w:i",
-            json.dumps(
-                [
-                    {
-                        "id": "w:i:1:t1",
-                        "deadline": "2026-01-01T00:01:00Z",
-                        "event": "$after.a.0",
-                        "workflow_type": "w",
-                        "instance_id": "i",
-                    }
-                ]
-            ).encode(),
-        )
-    ]
-    assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))) == 0
-    assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC))) == 1
-    assert run(service.fire_due(armed, datetime(2026, 1, 1, 0, 2, 0, tzinfo=UTC))) == 0
+    armed = decode_timers(
+        json.dumps(
+            [
+                {
+                    "id": "w:i:1:t1",
+                    "deadline": "2026-01-01T00:01:00Z",
+                    "event": "$after.a.0",
+                    "workflow_type": "w",
+                    "instance_id": "i",
+                }
+            ]
+        ).encode()
+    )
+    assert run(service.fire(armed, datetime(2026, 1, 1, 0, 0, 59, tzinfo=UTC))) == 0
+    assert run(service.fire(armed, datetime(2026, 1, 1, 0, 1, 0, tzinfo=UTC))) == 1
+    assert run(service.fire(armed, datetime(2026, 1, 1, 0, 2, 0, tzinfo=UTC))) == 0
     (fired,) = [decode_event(v) for v in outbox.on(topics.EVENTS)]
     assert (fired.type, fired.occurred_at, fired.timer_id, fired.event_id) == (
         "$after.a.0",

@@ -18,7 +18,6 @@ from app.core.durations import parse_instant_ms
 from app.core.ports import ArmedTimer
 from app.core.snapshot import timer_firing
 from app.infra import topics
-from app.infra.instance_store import decode_timers
 from app.infra.outbox import Outbox
 from app.infra.wire import encode_event
 from app.spi.envelopes import instance_key
@@ -48,7 +47,3 @@ class TimerService:
         self._sent &= present
         self.fired += sent
         return sent
-
-    async def fire_due(self, rows: Iterable[tuple[bytes, bytes]], now: datetime) -> int:
-        """:meth:`fire` over the timer table's rows (key, value), as a table lists them."""
-        return await self.fire((armed for _, value in rows for armed in decode_timers(value)), now)
