@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from app.core.interpreter import StepResult, StepTrace, step
+from app.core.composition import child_cancels
+from app.core.interpreter import (
+    StepResult,
+    StepTrace,
+    cancelled_children,
+    step,
+    with_parent_answer,
+)
 from app.core.model import Chart
 from app.core.run import compensation_commands
 from app.core.snapshot import Snapshot, dumps
@@ -30,7 +37,8 @@ def bounded_step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepR
     if problem is None:
         return replace(result, snapshot_json=text)
     if snapshot is None:  # a $start whose data alone is too large: no instance
-        return StepResult(None, (), StepTrace("rejected", event.type, None, problem))
+        refused = StepResult(None, (), StepTrace("rejected", event.type, None, problem))
+        return with_parent_answer(None, event, refused, chart.limits.result_bytes)
     if not snapshot.is_active:  # a finished instance only records the delivery
         return replace(result, snapshot_json=text)
     failed = fail_step(chart, snapshot, event, problem)
@@ -47,9 +55,11 @@ def _size_problem(chart: Chart, text: str, result: StepResult) -> str | None:
             "(OMNINODE_MAX_SNAPSHOT_BYTES)"
         )
     inputs = sum(len(canonical_json(dict(c.input))) for c in result.commands)
+    inputs += sum(len(canonical_json(dict(m.payload))) for m in result.messages)
     if inputs > limit:
         return (
-            f"the step's commands would carry {inputs} bytes of input, over the limit of "
+            f"the step's commands and child events would carry {inputs} bytes of input, "
+            "over the limit of "
             f"{limit} (OMNINODE_MAX_SNAPSHOT_BYTES)"
         )
     return None
@@ -57,10 +67,21 @@ def _size_problem(chart: Chart, text: str, result: StepResult) -> str | None:
 
 def fail_step(chart: Chart, snapshot: Snapshot, event: Event, reason: str) -> StepResult:
     """``event`` delivered to an active ``snapshot`` fails it: nothing of the step is kept
-    but the delivery (next seq, event id remembered); completed effects are compensated."""
+    but the delivery (next seq, event id remembered); completed effects are compensated,
+    running children cancelled, and a parent answered."""
     base = snapshot.with_delivery(event.event_id, event.occurred_at)
-    failed = replace(base, status="failed", timers=(), pending=(), reason=reason)
+    failed = replace(
+        base,
+        status="failed",
+        timers=(),
+        pending=(),
+        reason=reason,
+        children=cancelled_children(base),
+    )
     commands = compensation_commands(
         chart, snapshot.instance_id, base.seq, list(base.completed_effects)
     )
-    return StepResult(failed, tuple(commands), StepTrace("failed", event.type, base.seq, reason))
+    trace = StepTrace("failed", event.type, base.seq, reason)
+    cancels = tuple(child_cancels(event, base.pending))
+    result = StepResult(failed, tuple(commands), trace, messages=cancels)
+    return with_parent_answer(snapshot, event, result, chart.limits.result_bytes)

@@ -16,7 +16,7 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError, ValidationError
 
-from app.core import paths
+from app.core import composition_build, paths
 from app.core.durations import format_duration, parse_duration_ms
 from app.core.errors import Diagnostic
 from app.core.expressions import CelSyntaxError, Expr, compile_expr
@@ -58,6 +58,8 @@ class ChartBuilder:
         self._transition_count = 0
         self._event_keys: list[tuple[str, Path]] = []
         self._dispatch_names: set[str] = set()
+        self.invoke_names: list[tuple[str, Path]] = []  # RSS v1.1 names, checked in pass 3
+        self.raised_names: list[tuple[str, Path]] = []
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -176,10 +178,12 @@ class ChartBuilder:
     def expr(self, value: object, where: Path) -> Expr | None:
         source = value if isinstance(value, str) else json.dumps(value)
         try:
-            return compile_expr(source, self.line(where))
+            compiled = compile_expr(source, self.line(where))
         except CelSyntaxError as exc:
             self.error(where, str(exc))
             return None
+        composition_build.check_state_paths(self, compiled, where)
+        return compiled
 
     def delay(self, value: object, where: Path) -> int | None:
         try:
@@ -203,9 +207,10 @@ class ChartBuilder:
             compiled = self.expr(value, (*where, "assign", key))
             if compiled is not None:
                 assigns.append(Assignment(tuple(key.split(".")), compiled))
+        raised = composition_build.raises(self, spec.get("raise") or [], (*where, "raise"))
         effects = self._dispatches(spec.get("effects") or [], "effect", (*where, "effects"))
         computes = self._dispatches(spec.get("computes") or [], "compute", (*where, "computes"))
-        return Actions(tuple(assigns), effects, computes)
+        return Actions(tuple(assigns), effects, computes, raised)
 
     def _dispatches(
         self, items: list[Any], kind: DispatchKind, where: Path
@@ -363,6 +368,10 @@ class ChartBuilder:
             order=order,
             ancestors=paths.ancestors_of(path),
             line=self.line(where),
+            invoke=composition_build.invocations(self, path, raw["invoke"], (*where, "invoke"))
+            if "invoke" in raw
+            else (),
+            output=composition_build.output(self, path, raw, where),
         )
 
     def _after(self, path: str, index: int, raw: dict[str, Any], where: Path) -> AfterTimer:
@@ -444,6 +453,8 @@ class ChartBuilder:
             return None  # building recurses through the state tree: not past the limit
         self.collect_states()
         nodes = {path: self.build_node(path, order) for order, path in enumerate(self.raw)}
+        composition_build.check_names(self, set(self._dispatch_names))
+        self._dispatch_names.update(name for name, _ in self.invoke_names)
         self.check_events(data.get("events"))
         if not self.problems:
             self.check_reachability(nodes)

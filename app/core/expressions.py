@@ -2,14 +2,17 @@
 
 Evaluation goes through the maintained Rust CEL interpreter (``common-expression-language``);
 nothing is ever handed to Python's ``eval``. Each expression sees two variables, ``data`` (the
-instance data) and ``event`` (``type``, ``payload``, ``id``, ``occurred_at``).
+instance data) and ``event`` (``type``, ``payload``, ``id``, ``occurred_at``), and may call
+``in_state("dotted.path")`` (RSS v1.1, SCXML ``In()``). That function is bound per step, and
+only for the expressions that call it: the others run on a plain dict of variables, which
+the CEL binding evaluates faster than a ``cel.Context``.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +22,10 @@ from app.core.errors import StepFailure
 from app.spi.limits import DEFAULT_LIMITS
 
 _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*)")
+_IN_STATE_CALL = re.compile(r"\bin_state\s*\(")
+_IN_STATE_LITERAL = re.compile(r"""\bin_state\s*\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
+
+StatePredicate = Callable[[str], bool]
 
 
 class CelSyntaxError(ValueError):
@@ -32,10 +39,16 @@ class Expr:
     source: str
     line: int
     program: Any = field(compare=False, repr=False)
+    # The paths named by its ``in_state("...")`` calls (checked against the chart at load).
+    state_paths: tuple[str, ...] = ()
 
-    def evaluate(self, variables: Mapping[str, Any]) -> Any:
-        """Run the expression; any failure becomes :class:`StepFailure` with the reason."""
+    def evaluate(self, variables: Mapping[str, Any], in_state: StatePredicate | None = None) -> Any:
+        """Run the expression; any failure becomes :class:`StepFailure` with the reason.
+        ``in_state`` answers the expression's ``in_state()`` calls, if it makes any."""
         try:
+            if self.state_paths and in_state is not None:
+                context = cel.Context(variables=dict(variables), functions={"in_state": in_state})
+                return self.program.execute(context)
             return self.program.execute(variables)
         except Exception as exc:  # the CEL runtime raises several builtin types
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
@@ -52,7 +65,20 @@ def compile_expr(source: str, line: int) -> Expr:
         program = cel.compile(source)
     except Exception as exc:  # the binding raises ValueError for syntax errors
         raise CelSyntaxError(_syntax_message(source, str(exc))) from exc
-    return Expr(source=source, line=line, program=program)
+    return Expr(source=source, line=line, program=program, state_paths=_in_state_paths(source))
+
+
+def _in_state_paths(source: str) -> tuple[str, ...]:
+    """The literal paths of ``in_state(...)`` calls; a call with anything but one string
+    literal cannot be checked against the chart, so it is a syntax error."""
+    calls = len(_IN_STATE_CALL.findall(source))
+    literals = [a or b for a, b in _IN_STATE_LITERAL.findall(source)]
+    if calls != len(literals):
+        raise CelSyntaxError(
+            f"in_state() in {source!r} takes one string literal, a dotted state path "
+            '(in_state("shipping.packing"))'
+        )
+    return tuple(dict.fromkeys(literals))
 
 
 def _syntax_message(source: str, raw: str) -> str:

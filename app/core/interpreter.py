@@ -17,11 +17,12 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from app.core import scxml
+from app.core.composition import child_cancels, final_answer, refused_start
 from app.core.errors import StepFailure
 from app.core.model import NO_ACTIONS, ROOT, Chart, Transition
 from app.core.plans import ChartPlans, plans_of
 from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
-from app.core.snapshot import PendingDispatch, Snapshot
+from app.core.snapshot import ChildRun, PendingDispatch, Snapshot
 from app.core.validation import (
     check_data_schema,
     envelope_problem,
@@ -29,6 +30,7 @@ from app.core.validation import (
     plain_payload_problem,
 )
 from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START, TIMER_PREFIX, Command, Event
+from app.spi.limits import DEFAULT_LIMITS
 
 Outcome = Literal["applied", "ignored", "duplicate", "rejected", "failed"]
 
@@ -42,6 +44,7 @@ class StepTrace:
     seq: int | None
     reason: str | None = None
     transitions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    raised: tuple[str, ...] = ()  # events the step raised, in order (RSS v1.1 ``raise``)
 
     @property
     def ignored(self) -> bool:
@@ -60,12 +63,39 @@ class StepResult:
     trace: StepTrace
     # The snapshot's canonical JSON when :func:`app.core.bounds.bounded_step` measured it.
     snapshot_json: str | None = None
+    # Events for other instances (RSS v1.1 ``invoke``): child starts and cancels, and the
+    # answer to this instance's parent when the step ended it or refused to start it.
+    messages: tuple[Event, ...] = ()
 
 
 def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     """Apply one event to one instance. Never raises for a valid chart; a malformed envelope
     (bad time, empty id or type, a payload that is not plain JSON within the chart's
     ``json_depth``) is rejected with the reason, like any invalid event."""
+    result = _step(chart, snapshot, event)
+    return with_parent_answer(snapshot, event, result, chart.limits.result_bytes)
+
+
+def with_parent_answer(
+    before: Snapshot | None,
+    event: Event,
+    result: StepResult,
+    max_bytes: int = DEFAULT_LIMITS.result_bytes,
+) -> StepResult:
+    """``result`` with the answer its instance owes a parent: ``.done``/``.failed`` when the
+    step ended a child, ``.failed`` when it refused a child's ``$start``."""
+    trace = result.trace
+    reply = None
+    if trace.outcome == "rejected" or (trace.ignored and event.type == START):
+        reply = refused_start(event, trace.reason or trace.outcome)
+    elif trace.accepted:
+        reply = final_answer(before, result.snapshot, event, max_bytes)
+    if reply is None:
+        return result
+    return replace(result, messages=(*result.messages, reply))
+
+
+def _step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     problem = envelope_problem(event) or plain_payload_problem(chart, event)
     if problem:
         return _rejected(snapshot, event, problem)
@@ -74,7 +104,7 @@ def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
             return _rejected(None, event, "no such instance: the first event must be $start")
         problem = payload_problem(chart, event)
         return _rejected(None, event, problem) if problem else _start(chart, event)
-    if event.event_id in snapshot.recent_event_ids:
+    if event.event_id in snapshot.recent_event_ids or _is_own_start(snapshot, event):
         return StepResult(snapshot, (), StepTrace("duplicate", event.type, None, "already applied"))
     problem = payload_problem(chart, event)
     if problem:
@@ -83,8 +113,15 @@ def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     if not snapshot.is_active:
         return _ignored(base, event, f"instance is {snapshot.status}")
     if event.type == START:
-        return _ignored(base, event, "instance already started")
+        return _ignored(base, event, "an instance with that id already exists")
     return _deliver(chart, base, event)
+
+
+def _is_own_start(snapshot: Snapshot, event: Event) -> bool:
+    """The ``$start`` that created this child, sent again by its parent (however long ago:
+    the de-duplication window may have moved past it)."""
+    parent = snapshot.parent
+    return event.type == START and parent is not None and parent.dispatch_id == event.event_id
 
 
 # -- entry points per kind of event ------------------------------------------------------
@@ -106,6 +143,7 @@ def _start(chart: Chart, event: Event) -> StepResult:
         completed_effects=(),
         recent_event_ids=(event.event_id,),
         updated_at=event.occurred_at,
+        parent=event.parent,
     )
     run = MacrostepRun(chart, base, event, {ROOT})
     run.data = data
@@ -127,6 +165,11 @@ def _deliver(chart: Chart, base: Snapshot, event: Event) -> StepResult:
             return _ignored(base, event, "timer is no longer armed")
         run.timers.remove(timer)
     elif _is_result(chart, event.type):
+        if event.timer_id is not None:  # an invoke's timeout, fired by its timer
+            timer = next((t for t in base.timers if t.id == event.timer_id), None)
+            if timer is None:
+                return _ignored(base, event, "timer is no longer armed")
+            run.timers.remove(timer)
         pending = _matching_dispatch(base, event)
         if pending is None:
             return _ignored(base, event, "result for a dispatch that is no longer pending")
@@ -166,7 +209,7 @@ def _stabilize(plans: ChartPlans, run: MacrostepRun) -> None:
         if not enabled:
             if not run.internal_queue:
                 return
-            enabled = plans.select_transitions(run, run.internal_queue.popleft())
+            enabled = plans.select_transitions(run, run.take_internal())
             if not enabled:
                 continue
         _microstep(plans, run, enabled)
@@ -188,18 +231,23 @@ def _run_macrostep(
     try:
         changed = body()
         if changed:
+            if run.status == "active":
+                run.start_invocations()
             check_data_schema(run.chart, run.data)
     except StepFailure as failure:
         return _failed(run.chart, base, run, str(failure))
     if not changed:
-        # Settling a result or consuming a timer is still recorded, but nothing else moves.
+        # Settling a result or consuming a timer is still recorded, but nothing else moves
+        # (a timed-out child is still cancelled).
         quiet = replace(
             base,
             timers=tuple(run.timers),
             pending=tuple(run.pending),
             completed_effects=tuple(run.completed),
+            children=tuple(run.children),
         )
-        return _ignored(quiet, run.event, "no transition selected")
+        ignored = _ignored(quiet, run.event, "no transition selected")
+        return replace(ignored, messages=tuple(run.messages))
     return _applied(plans, base, run)
 
 
@@ -230,13 +278,19 @@ def _applied(plans: ChartPlans, base: Snapshot, run: MacrostepRun) -> StepResult
         recent_event_ids=base.recent_event_ids,
         updated_at=base.updated_at,
         reason=_final_reason(run),
+        parent=base.parent,
+        children=tuple(run.children),
+        output=run.output,
     )
-    trace = StepTrace("applied", run.event.type, base.seq, None, tuple(run.taken))
-    return StepResult(snapshot, tuple(commands), trace)
+    trace = StepTrace(
+        "applied", run.event.type, base.seq, None, tuple(run.taken), tuple(run.raised)
+    )
+    return StepResult(snapshot, tuple(commands), trace, messages=tuple(run.messages))
 
 
 def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> StepResult:
-    """Discard the step's changes; keep the last valid data and configuration; compensate."""
+    """Discard the step's changes; keep the last valid data and configuration; compensate;
+    cancel the children that were running before the step."""
     completed = list(run.completed)
     commands = compensation_commands(chart, base.instance_id, base.seq, completed)
     snapshot = replace(
@@ -246,9 +300,18 @@ def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> Ste
         pending=(),
         completed_effects=tuple(completed),
         reason=reason,
+        children=cancelled_children(base),
     )
-    return StepResult(
-        snapshot, tuple(commands), StepTrace("failed", run.event.type, base.seq, reason)
+    trace = StepTrace("failed", run.event.type, base.seq, reason)
+    cancels = child_cancels(run.event, base.pending)
+    return StepResult(snapshot, tuple(commands), trace, messages=tuple(cancels))
+
+
+def cancelled_children(snapshot: Snapshot) -> tuple[ChildRun, ...]:
+    """The children list once every running child was cancelled."""
+    running = {p.dispatch_id for p in snapshot.pending if p.kind == "workflow"}
+    return tuple(
+        replace(c, status="cancelled") if c.dispatch_id in running else c for c in snapshot.children
     )
 
 

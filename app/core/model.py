@@ -42,16 +42,39 @@ class DispatchSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class RaiseSpec:
+    """``raise``: an internal event for this macrostep's queue, with a CEL payload."""
+
+    event: str
+    payload: tuple[tuple[str, Expr], ...]
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
+class InvokeSpec:
+    """An entry of a state's ``invoke`` list: a child workflow started on entry."""
+
+    name: str
+    workflow: str
+    version: int | None
+    input: tuple[tuple[str, Expr], ...] | None
+    id: Expr | None
+    timeout_ms: int | None
+    line: int
+
+
+@dataclass(frozen=True, slots=True)
 class Actions:
-    """Executable content, run in this order: assignments, effects, computes."""
+    """Executable content, run in this order: assignments, raised events, effects, computes."""
 
     assign: tuple[Assignment, ...] = ()
     effects: tuple[DispatchSpec, ...] = ()
     computes: tuple[DispatchSpec, ...] = ()
+    raises: tuple[RaiseSpec, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not (self.assign or self.effects or self.computes)
+        return not (self.assign or self.effects or self.computes or self.raises)
 
 
 NO_ACTIONS = Actions()
@@ -105,6 +128,9 @@ class StateNode:
     order: int
     ancestors: tuple[str, ...]
     line: int
+    # RSS v1.1: child workflows started on entry, and a top-level final state's ``output``.
+    invoke: tuple[InvokeSpec, ...] = ()
+    output: tuple[tuple[str, Expr], ...] | None = None
 
     @property
     def is_atomic(self) -> bool:
@@ -179,6 +205,10 @@ class Chart:
 
     def state(self, path: str) -> StateNode:
         return self.states[path]
+
+    def invocations(self) -> list[tuple[StateNode, InvokeSpec]]:
+        """Every ``invoke`` entry of the chart with its state, in document order."""
+        return [(node, spec) for node in self.states.values() for spec in node.invoke]
 
     def transitions(self) -> list[Transition]:
         """Every transition of the chart, in document order."""

@@ -1,7 +1,8 @@
 """The top-level router: a registry of charts by workflow type and version that routes an
 event to the right chart's reducer (router -> subreducers -> statechart).
 
-An instance stays on the chart version it started with; new instances use the latest.
+An instance stays on the chart version it started with; new instances use the latest, or
+the version their ``$start`` pins (``workflow_version``, set by a parent's ``invoke``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterator
 
 from app.core.bounds import bounded_step
 from app.core.errors import DuplicateWorkflow, UnknownWorkflow
-from app.core.interpreter import StepResult, StepTrace
+from app.core.interpreter import StepResult, StepTrace, with_parent_answer
 from app.core.model import Chart
 from app.core.snapshot import Snapshot
 from app.spi.envelopes import Event
@@ -54,8 +55,9 @@ class ChartRegistry:
         """Step ``event`` with the chart its instance runs on, held to the chart's limits;
         unknown types are rejected."""
         try:
-            version = snapshot.version if snapshot is not None else None
+            version = snapshot.version if snapshot is not None else event.workflow_version
             chart = self.get(event.workflow_type, version)
         except UnknownWorkflow as exc:
-            return StepResult(snapshot, (), StepTrace("rejected", event.type, None, str(exc)))
+            refused = StepResult(snapshot, (), StepTrace("rejected", event.type, None, str(exc)))
+            return with_parent_answer(snapshot, event, refused)
         return bounded_step(chart, snapshot, event)

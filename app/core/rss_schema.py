@@ -46,12 +46,44 @@ _DISPATCH: dict[str, Any] = {
     ]
 }
 
+RAISED_NAME = r"^\$?[A-Za-z_][A-Za-z0-9_.:-]*$"  # `$` names get a semantic error of their own
+_RAISE: dict[str, Any] = {
+    "oneOf": [
+        {"type": "string", "pattern": RAISED_NAME},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["event"],
+            "properties": {
+                "event": {"type": "string", "pattern": RAISED_NAME},
+                "payload": {"type": "object", "additionalProperties": _LITERAL_OR_CEL},
+            },
+        },
+    ]
+}
+
+_INVOKE: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "workflow"],
+    "properties": {
+        "name": {"type": "string", "pattern": DISPATCH_NAME},
+        "workflow": {"type": "string", "pattern": WORKFLOW_NAME},
+        "version": {"type": "integer", "minimum": 1},
+        "input": {"type": "object", "additionalProperties": _LITERAL_OR_CEL},
+        "id": {"type": "string"},
+        "timeout": {"type": "string"},
+        "description": {"type": "string"},
+    },
+}
+
 _ACTION_KEYS: dict[str, Any] = {
     "assign": {
         "type": "object",
         "propertyNames": {"pattern": DATA_PATH},
         "additionalProperties": _LITERAL_OR_CEL,
     },
+    "raise": {"type": "array", "items": _RAISE},
     "effects": {"type": "array", "items": {"$ref": "#/$defs/dispatch"}},
     "computes": {"type": "array", "items": {"$ref": "#/$defs/dispatch"}},
 }
@@ -115,6 +147,8 @@ _STATE: dict[str, Any] = {
         "history": {"enum": ["shallow", "deep"]},
         "target": {"$ref": "#/$defs/target"},
         "status": {"enum": ["done", "failed"]},
+        "invoke": {"type": "array", "items": _INVOKE, "minItems": 1},
+        "output": {"type": "object", "additionalProperties": _LITERAL_OR_CEL},
     },
 }
 
@@ -164,6 +198,8 @@ KNOWN_KEYS: tuple[str, ...] = tuple(
         | set(_STATE["properties"])
         | set(_AFTER_ENTRY["properties"])
         | set(_DISPATCH["oneOf"][1]["properties"])
+        | set(_INVOKE["properties"])
+        | {"event", "payload"}
         | {"max_attempts", "backoff", "initial", "max"}
     )
 )

@@ -10,14 +10,31 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
+from app.core.composition import child_cancels, child_start
 from app.core.durations import format_duration, format_instant, parse_instant_ms
 from app.core.errors import StepFailure
-from app.core.expressions import to_json_value
-from app.core.model import Actions, AfterTimer, Chart, DispatchSpec
-from app.core.snapshot import CompletedEffect, PendingDispatch, Snapshot, Timer
-from app.spi.envelopes import Command, Event, InstanceStatus, JsonObject, RetryPolicy
+from app.core.expressions import Expr, to_json_value
+from app.core.model import Actions, AfterTimer, Chart, DispatchSpec, InvokeSpec, RaiseSpec
+from app.core.snapshot import (
+    CHILD_WINDOW,
+    ChildRun,
+    CompletedEffect,
+    PendingDispatch,
+    Snapshot,
+    Timer,
+)
+from app.spi.envelopes import (
+    Command,
+    Event,
+    InstanceStatus,
+    JsonObject,
+    ParentRef,
+    RetryPolicy,
+    instance_key,
+)
 
 MAX_MICROSTEPS = 1_000
+MAX_RAISED = 1_000  # raised events in one step: a raise loop fails the step like `always`
 _DEFAULT_RETRY = RetryPolicy()
 
 
@@ -36,7 +53,15 @@ class MacrostepRun:
         self.pending = list(base.pending)
         self.completed = list(base.completed_effects)
         self.commands: list[Command] = []
-        self.internal_queue: deque[str] = deque()
+        # Events for other instances: child starts and cancels (the child's answer is added
+        # by the interpreter when the step ends an instance that has a parent).
+        self.messages: list[Event] = []
+        self.children = list(base.children)
+        self.output: JsonObject | None = None
+        self.entered: list[str] = []  # states entered with an `invoke`, started at the end
+        # SCXML's internal event queue: raised events and done events, with their payloads.
+        self.internal_queue: deque[tuple[str, JsonObject]] = deque()
+        self.raised: list[str] = []
         self.status: InstanceStatus = "active"
         self.final_state: str | None = None
         self.now_ms = parse_instant_ms(event.occurred_at)
@@ -67,15 +92,41 @@ class MacrostepRun:
     def variables(self) -> dict[str, Any]:
         return {"data": self.data, "event": self._event_vars}
 
+    def in_state(self, path: str) -> bool:
+        """CEL's ``in_state()``: is ``path`` active in the configuration as it stands now."""
+        return path in self.config
+
+    def evaluate(self, expr: Expr) -> Any:
+        return expr.evaluate(self.variables(), self.in_state)
+
+    def evaluate_map(self, exprs: tuple[tuple[str, Expr], ...], where: str) -> JsonObject:
+        """A ``{key: CEL}`` mapping (an input, a payload, an output), as plain JSON."""
+        variables = self.variables()
+        return {
+            key: to_json_value(
+                expr.evaluate(variables, self.in_state), f"{where}.{key}", self.json_depth
+            )
+            for key, expr in exprs
+        }
+
+    def take_internal(self) -> str:
+        """The next internal event; the expressions of its microstep see it as ``event``."""
+        name, payload = self.internal_queue.popleft()
+        self._event_vars = {**self._event_vars, "type": name, "payload": payload}
+        return name
+
     # -- executable content ----------------------------------------------------------------
 
     def execute(self, actions: Actions, owner: str) -> None:
-        """Run assignments, then effects, then computes, in document order."""
+        """Run assignments, then raised events, then effects, then computes, in document
+        order."""
         for assignment in actions.assign:
             where = f"assign {'.'.join(assignment.path)}"
-            value = assignment.expr.evaluate(self.variables())
+            value = self.evaluate(assignment.expr)
             value = to_json_value(value, where, self.json_depth)
             self.data = set_path(self.data, assignment.path, value)
+        for raised in actions.raises:
+            self.raise_event(raised)
         for spec in actions.effects:
             self.dispatch(spec, owner)
         for spec in actions.computes:
@@ -114,36 +165,125 @@ class MacrostepRun:
     def _dispatch_input(self, spec: DispatchSpec) -> JsonObject:
         if spec.input is None:
             return dict(self.data)
-        variables = self.variables()
-        depth = self.json_depth
-        return {
-            key: to_json_value(
-                expr.evaluate(variables), f"{spec.kind} {spec.name} input.{key}", depth
+        return self.evaluate_map(spec.input, f"{spec.kind} {spec.name} input")
+
+    def raise_event(self, spec: RaiseSpec) -> None:
+        """``raise``: queue an internal event for this macrostep (after ``always`` settles)."""
+        if len(self.raised) >= MAX_RAISED:
+            raise StepFailure(f"more than {MAX_RAISED} raised events in one step: a raise loop")
+        payload = self.evaluate_map(spec.payload, f"raise {spec.event} payload")
+        self.internal_queue.append((spec.event, payload))
+        self.raised.append(spec.event)
+
+    # -- child workflows (invoke) ----------------------------------------------------------
+
+    def start_invocations(self) -> None:
+        """Start the children of the states entered in this macrostep and still active at its
+        end (SCXML starts invokes once the macrostep settles), in entry order."""
+        states = self.chart.states
+        for path in dict.fromkeys(self.entered):
+            if path in self.config:
+                for spec in states[path].invoke:
+                    self.start_child(spec, path)
+        self.entered.clear()
+
+    def start_child(self, spec: InvokeSpec, owner: str) -> None:
+        dispatch_id = self.next_id()
+        child_id = self._child_id(spec)
+        what = f"invoke {spec.name} input"
+        payload = self.evaluate_map(spec.input, what) if spec.input is not None else dict(self.data)
+        parent = ParentRef(self.chart.workflow, self.instance_id, spec.name, dispatch_id)
+        self.messages.append(
+            child_start(self.event, parent, spec.workflow, child_id, payload, spec.version)
+        )
+        self.pending.append(
+            PendingDispatch(
+                dispatch_id,
+                spec.name,
+                "workflow",
+                "await",
+                1,
+                owner,
+                child_workflow=spec.workflow,
+                child_id=child_id,
             )
-            for key, expr in spec.input
-        }
+        )
+        if spec.timeout_ms is not None:
+            deadline = self._deadline(spec.timeout_ms, f"{spec.name}.timeout")
+            timer = Timer(
+                self.next_id("t"), deadline, f"{spec.name}.timeout", owner, -1, dispatch_id
+            )
+            self.timers.append(timer)
+        child = ChildRun(spec.name, spec.workflow, child_id, dispatch_id, "running")
+        self.children = [*self.children, child][-CHILD_WINDOW:]
+
+    def _child_id(self, spec: InvokeSpec) -> str:
+        if spec.id is None:
+            return f"{self.instance_id}.{spec.name}.{self.seq}"
+        value = self.evaluate(spec.id)
+        if not isinstance(value, str) or not value:
+            raise StepFailure(
+                f"invoke {spec.name}: id {spec.id.source!r} gave {value!r}, not a non-empty string"
+            )
+        key_bytes = len(instance_key(spec.workflow, value).encode())
+        if key_bytes > self.chart.limits.key_bytes:
+            raise StepFailure(
+                f"invoke {spec.name}: the child's key would be {key_bytes} bytes, over the "
+                f"limit of {self.chart.limits.key_bytes} (OMNINODE_MAX_KEY_BYTES)"
+            )
+        return value
+
+    def _mark_child(self, dispatch_id: str, status: str) -> None:
+        self.children = [
+            ChildRun(c.name, c.workflow, c.instance_id, c.dispatch_id, status)
+            if c.dispatch_id == dispatch_id
+            else c
+            for c in self.children
+        ]
+
+    def _drop_pending(self, dropped: list[PendingDispatch]) -> None:
+        """Pending work forgotten unanswered: its children are cancelled."""
+        for cancel in child_cancels(self.event, dropped):
+            self.messages.append(cancel)
+        for pending in dropped:
+            if pending.kind == "workflow":
+                self._mark_child(pending.dispatch_id, "cancelled")
 
     # -- timers and pending dispatches -----------------------------------------------------
 
-    def arm(self, state: str, timer: AfterTimer) -> None:
+    def _deadline(self, delay_ms: int, what: str) -> str:
         try:
-            deadline = format_instant(self.now_ms + timer.delay_ms)
+            return format_instant(self.now_ms + delay_ms)
         except (OverflowError, ValueError) as exc:
             raise StepFailure(
-                f"timer deadline of {timer.event} ({format_duration(timer.delay_ms)} after "
+                f"timer deadline of {what} ({format_duration(delay_ms)} after "
                 f"{self.event.occurred_at}) is past year 9999"
             ) from exc
+
+    def arm(self, state: str, timer: AfterTimer) -> None:
+        deadline = self._deadline(timer.delay_ms, timer.event)
         self.timers.append(Timer(self.next_id("t"), deadline, timer.event, state, timer.index))
 
     def cancel_owned_by(self, state: str) -> None:
         if not self.timers and not self.pending:
             return
         self.timers = [t for t in self.timers if t.state != state]
-        self.pending = [p for p in self.pending if p.owner != state]
+        stale = [p for p in self.pending if p.owner == state]
+        if stale:
+            self.pending = [p for p in self.pending if p.owner != state]
+            self._drop_pending(stale)
 
     def settle(self, pending: PendingDispatch, result_type: str) -> None:
-        """A result arrived for ``pending``: forget it, and remember it for the saga."""
+        """A result arrived for ``pending``: forget it, and remember it for the saga; a
+        child's answer disarms its timeout, and a timeout cancels the child."""
         self.pending = [p for p in self.pending if p.dispatch_id != pending.dispatch_id]
+        if pending.kind == "workflow":
+            outcome = result_type.rpartition(".")[2]
+            self.timers = [t for t in self.timers if t.dispatch_id != pending.dispatch_id]
+            if outcome == "timeout":
+                self._drop_pending([pending])
+            self._mark_child(pending.dispatch_id, outcome)
+            return
         if result_type.endswith(".done") and pending.compensate:
             self.completed.append(
                 CompletedEffect(
@@ -159,8 +299,10 @@ class MacrostepRun:
         self.status = status
         self.final_state = final_state
         self.timers = []
+        self._drop_pending(self.pending)
         self.pending = []
         self.internal_queue.clear()
+        self.entered.clear()
 
 
 def compensation_commands(

@@ -327,7 +327,8 @@ def _add_missing_regions(run: MacrostepRun, node: StateNode, to_enter: set[str])
 
 
 def enter_states(run: MacrostepRun, ordered: Sequence[str]) -> None:
-    """enterStates, in document order: run entry actions, arm timers, raise done events."""
+    """enterStates, in document order: run entry actions, arm timers, note the states whose
+    ``invoke`` starts when the macrostep settles, raise done events."""
     states = run.chart.states
     for path in ordered:
         node = states[path]
@@ -335,6 +336,8 @@ def enter_states(run: MacrostepRun, ordered: Sequence[str]) -> None:
         run.execute(node.entry, path)
         for timer in node.after:
             run.arm(path, timer)
+        if node.invoke:
+            run.entered.append(path)
         if node.is_final:
             _on_final_entered(run, node)
             if run.status != "active":
@@ -347,14 +350,16 @@ def _on_final_entered(run: MacrostepRun, node: StateNode) -> None:
     states = run.chart.states
     parent = node.parent or ROOT
     if parent == ROOT:
+        if node.output is not None:  # SCXML <donedata>: what a parent's `.done` carries
+            run.output = run.evaluate_map(node.output, f"output of {node.path}")
         run.finish("failed" if node.status == "failed" else "done", node.path)
         return
-    run.internal_queue.append(f"$done.{parent}")
+    run.internal_queue.append((f"$done.{parent}", {}))
     grandparent = states[parent].parent
     if grandparent is not None and states[grandparent].is_parallel:
         regions = [c for c in states[grandparent].children if not states[c].is_history]
         if all(is_in_final_state(run, region) for region in regions):
-            run.internal_queue.append(f"$done.{grandparent}")
+            run.internal_queue.append((f"$done.{grandparent}", {}))
 
 
 def is_in_final_state(run: MacrostepRun, path: str) -> bool:

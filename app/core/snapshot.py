@@ -12,16 +12,18 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from app.spi.envelopes import (
-    DispatchKind,
     DispatchMode,
     Event,
     InstanceStatus,
     JsonObject,
     JsonValue,
+    ParentRef,
+    PendingKind,
 )
 from app.spi.limits import canonical_json
 
 DEDUP_WINDOW = 64
+CHILD_WINDOW = 64  # children an instance lists (the most recent), so a loop cannot grow it
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,8 @@ class Timer:
     event: str
     state: str
     index: int
+    # An invoke's ``timeout`` (``<name>.timeout``): the dispatch it times out; index -1.
+    dispatch_id: str | None = None
 
 
 def timer_firing(workflow: str, instance_id: str, timer: Timer) -> Event:
@@ -45,25 +49,52 @@ def timer_firing(workflow: str, instance_id: str, timer: Timer) -> Event:
         event_id=f"timer:{timer.id}",
         occurred_at=timer.deadline,
         timer_id=timer.id,
+        dispatch_id=timer.dispatch_id,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class PendingDispatch:
-    """An awaited effect or compute whose result has not arrived yet.
+    """An awaited effect, compute or child workflow whose result has not arrived yet.
 
     ``owner`` is the state whose exit makes the dispatch stale; ``""`` is the instance.
-    ``input`` is kept only for effects that declare ``compensate``.
+    ``input`` is kept only for effects that declare ``compensate``; ``child_workflow`` and
+    ``child_id`` only for a child workflow (kind ``workflow``), which a stale exit cancels.
     """
 
     dispatch_id: str
     name: str
-    kind: DispatchKind
+    kind: PendingKind
     mode: DispatchMode
     attempt: int
     owner: str
     compensate: str | None = None
     input: JsonObject | None = None
+    child_workflow: str | None = None
+    child_id: str | None = None
+
+
+ChildStatus = str  # running | done | failed | timeout | cancelled
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRun:
+    """A child workflow this instance invoked, and how it ended as far as the parent knows."""
+
+    name: str
+    workflow: str
+    instance_id: str
+    dispatch_id: str
+    status: ChildStatus
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "workflow": self.workflow,
+            "instance_id": self.instance_id,
+            "dispatch_id": self.dispatch_id,
+            "status": self.status,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +124,10 @@ class Snapshot:
     recent_event_ids: tuple[str, ...]
     updated_at: str
     reason: str | None = None
+    # RSS v1.1: who invoked this instance, whom it invoked, and its final state's output.
+    parent: ParentRef | None = None
+    children: tuple[ChildRun, ...] = ()
+    output: JsonObject | None = None
 
     @property
     def is_active(self) -> bool:
@@ -117,10 +152,23 @@ class Snapshot:
             recent,
             occurred_at,
             self.reason,
+            self.parent,
+            self.children,
+            self.output,
         )
 
     def to_dict(self) -> dict[str, Any]:
+        composed: dict[
+            str, Any
+        ] = {}  # RSS v1.1 keys only when used: v1 snapshots keep their exact bytes
+        if self.parent is not None:
+            composed["parent"] = self.parent.to_dict()
+        if self.children:
+            composed["children"] = [c.to_dict() for c in self.children]
+        if self.output is not None:
+            composed["output"] = self.output
         return {
+            **composed,
             "workflow": self.workflow,
             "version": self.version,
             "instance_id": self.instance_id,
@@ -154,6 +202,9 @@ class Snapshot:
             recent_event_ids=tuple(raw["recent_event_ids"]),
             updated_at=raw["updated_at"],
             reason=raw.get("reason"),
+            parent=ParentRef.from_dict(raw["parent"]) if raw.get("parent") else None,
+            children=tuple(ChildRun(**c) for c in raw.get("children", ())),
+            output=raw.get("output"),
         )
 
 
@@ -168,13 +219,16 @@ def loads(text: str | bytes) -> Snapshot:
 
 
 def _timer_dict(timer: Timer) -> dict[str, Any]:
-    return {
+    found = {
         "id": timer.id,
         "deadline": timer.deadline,
         "event": timer.event,
         "state": timer.state,
         "index": timer.index,
     }
+    if timer.dispatch_id is not None:
+        found["dispatch_id"] = timer.dispatch_id
+    return found
 
 
 def _pending_dict(pending: PendingDispatch) -> dict[str, Any]:
@@ -187,6 +241,11 @@ def _pending_dict(pending: PendingDispatch) -> dict[str, Any]:
         "owner": pending.owner,
         "compensate": pending.compensate,
         "input": pending.input,
+        **(
+            {"child_workflow": pending.child_workflow, "child_id": pending.child_id}
+            if pending.child_workflow is not None
+            else {}
+        ),
     }
 
 

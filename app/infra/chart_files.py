@@ -13,6 +13,7 @@ from types import ModuleType
 
 from app.core.errors import ChartError, Diagnostic, DuplicateWorkflow
 from app.core.guards import GuardRegistry
+from app.core.composition_build import check_invocations
 from app.core.loader import load_chart
 from app.core.model import Chart
 from app.core.router import ChartRegistry
@@ -89,6 +90,11 @@ def load_charts(files: Iterable[Path], limits: Limits = DEFAULT_LIMITS) -> Loade
             result.problems.append(Diagnostic(str(path), 1, str(exc)))
             continue
         result.loaded.append((path, chart))
+    # Across the charts loaded together: every invoked workflow type (and version) is here.
+    across = check_invocations([chart for _, chart in result.loaded])
+    result.problems.extend(across)
+    failing = {problem.file for problem in across}
+    result.loaded = [(path, chart) for path, chart in result.loaded if chart.file not in failing]
     return result
 
 

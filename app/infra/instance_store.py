@@ -98,6 +98,7 @@ def encode_timers(snapshot: Snapshot) -> bytes:
             "event": armed.timer.event,
             "instance_id": armed.instance_id,
             "workflow_type": armed.workflow_type,
+            **({"dispatch_id": armed.timer.dispatch_id} if armed.timer.dispatch_id else {}),
         }
         for armed in armed_timers(snapshot)
     ]
@@ -112,9 +113,12 @@ def decode_timers(data: bytes) -> tuple[ArmedTimer, ...]:
 
 
 def _timer(row: dict[str, str]) -> Timer:
-    # A row keeps what firing needs; the timer's state and index are in its event's name,
-    # ``$after.<state>.<index>`` (app.core.builder.timer_event_for).
+    # A row keeps what firing needs; an ``after`` timer's state and index are in its event's
+    # name, ``$after.<state>.<index>`` (app.core.builder.timer_event_for). An invoke's
+    # timeout fires as ``<name>.timeout`` for its dispatch id.
     event = row["event"]
+    if "dispatch_id" in row:
+        return Timer(row["id"], row["deadline"], event, "", -1, row["dispatch_id"])
     state, _, index = event.removeprefix(TIMER_PREFIX).rpartition(".")
     return Timer(row["id"], row["deadline"], event, state, int(index) if index.isdigit() else 0)
 

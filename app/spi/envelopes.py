@@ -14,7 +14,9 @@ JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, 
 JsonObject: TypeAlias = Mapping[str, JsonValue]
 
 InstanceStatus = Literal["active", "done", "failed", "cancelled"]
-DispatchKind = Literal["effect", "compute"]
+DispatchKind = Literal["effect", "compute"]  # what worker agents run
+# What an instance may wait for: a worker's dispatch, or a child workflow (``invoke``).
+PendingKind = Literal["effect", "compute", "workflow"]
 DispatchMode = Literal["await", "fire_and_forget"]
 
 START = "$start"
@@ -26,6 +28,38 @@ RESULT_SUFFIXES = (".done", ".failed", ".timeout")
 def instance_key(workflow_type: str, instance_id: str) -> str:
     """The Kafka key of every record about one instance: ``workflowType:instanceId``."""
     return f"{workflow_type}:{instance_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class ParentRef:
+    """The instance that invoked a child workflow, kept in the child's snapshot: the child's
+    end answers ``<name>.done|failed`` to it, tied to the invoke by ``dispatch_id``."""
+
+    workflow: str
+    instance_id: str
+    name: str
+    dispatch_id: str
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.workflow, self.instance_id)
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        return {
+            "workflow": self.workflow,
+            "instance_id": self.instance_id,
+            "name": self.name,
+            "dispatch_id": self.dispatch_id,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, JsonValue]) -> ParentRef:
+        return cls(
+            workflow=str(raw["workflow"]),
+            instance_id=str(raw["instance_id"]),
+            name=str(raw["name"]),
+            dispatch_id=str(raw["dispatch_id"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +81,10 @@ class Event:
     timer_id: str | None = None
     causation_id: str | None = None
     correlation_id: str | None = None
+    # On a child's ``$start`` (RSS v1.1 ``invoke``): the invoking instance, and the chart
+    # version the child is pinned to (None: the latest loaded).
+    parent: ParentRef | None = None
+    workflow_version: int | None = None
 
     @property
     def key(self) -> str:
@@ -64,6 +102,8 @@ class Event:
             "timer_id": self.timer_id,
             "causation_id": self.causation_id,
             "correlation_id": self.correlation_id,
+            "parent": self.parent.to_dict() if self.parent is not None else None,
+            "workflow_version": self.workflow_version,
         }
 
     @classmethod
@@ -82,11 +122,29 @@ class Event:
             timer_id=_optional_str(raw.get("timer_id")),
             causation_id=_optional_str(raw.get("causation_id")),
             correlation_id=_optional_str(raw.get("correlation_id")),
+            parent=_parent(raw.get("parent")),
+            workflow_version=_optional_int(raw.get("workflow_version")),
         )
 
 
 def _optional_str(value: JsonValue) -> str | None:
     return None if value is None else str(value)
+
+
+def _optional_int(value: JsonValue) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"expected an integer, not {value!r}")
+    return value
+
+
+def _parent(value: JsonValue) -> ParentRef | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError("event parent must be an object")
+    return ParentRef.from_dict(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +158,8 @@ class JournalRecord:
     workflow_version: int = 0
     configuration: tuple[str, ...] = ()
     reason: str | None = None
+    # Events the step raised (RSS v1.1 ``raise``), in raise order; they have no seq.
+    raised: tuple[str, ...] = ()
 
     @property
     def key(self) -> str:
