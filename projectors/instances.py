@@ -1,4 +1,5 @@
-"""The instance read model: status, configuration, seq and updated_at of every instance."""
+"""The instance read model: status, configuration, seq and updated_at of every instance,
+its parent (for a child workflow) and its children (for an instance that invoked some)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ class InstanceView:
     configuration: tuple[str, ...]
     seq: int
     updated_at: str
+    parent: str | None = None  # the parent's key, workflowType:instanceId
+    children: tuple[tuple[str, str, str], ...] = ()  # (invoke name, child key, status)
 
     def to_record(self) -> dict[str, object]:
         return {
@@ -31,6 +34,8 @@ class InstanceView:
             "configuration": list(self.configuration),
             "seq": self.seq,
             "updated_at": self.updated_at,
+            "parent": self.parent,
+            "children": [{"name": n, "key": k, "status": s} for n, k, s in self.children],
         }
 
     @classmethod
@@ -43,6 +48,10 @@ class InstanceView:
             configuration=tuple(raw["configuration"]),
             seq=int(raw["seq"]),
             updated_at=str(raw["updated_at"]),
+            parent=str(raw["parent"]) if raw.get("parent") is not None else None,
+            children=tuple(
+                (str(c["name"]), str(c["key"]), str(c["status"])) for c in raw.get("children", ())
+            ),
         )
 
 
@@ -51,6 +60,10 @@ def project(current: InstanceView | None, record: JournalRecord) -> InstanceView
     if current is not None and record.seq <= current.seq:
         return None
     event = record.event
+    parent = event.parent.key if event.parent is not None else None
+    children = current.children if current is not None else ()
+    if record.children is not None:
+        children = tuple((c.name, c.key, c.status) for c in record.children)
     return InstanceView(
         workflow_type=event.workflow_type,
         instance_id=event.instance_id,
@@ -59,4 +72,6 @@ def project(current: InstanceView | None, record: JournalRecord) -> InstanceView
         configuration=record.configuration,
         seq=record.seq,
         updated_at=event.occurred_at,
+        parent=parent if parent is not None else (current.parent if current else None),
+        children=children,
     )

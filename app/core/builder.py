@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
-
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import SchemaError, ValidationError
 
 from app.core import composition_build, paths
 from app.core.durations import format_duration, parse_duration_ms
@@ -33,6 +30,7 @@ from app.core.model import (
     StateType,
     Transition,
 )
+from app.core.payload_schemas import compile_payload_schema
 from app.core.yamlsrc import Path, SourceDoc
 from app.spi.envelopes import RESULT_SUFFIXES, DispatchKind, RetryPolicy
 from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
@@ -431,15 +429,9 @@ class ChartBuilder:
             schemas[event] = schema or {}
         for key, schema in schemas.items():
             where: Path = ("data_schema",) if key == "$data" else ("events", key)
-            try:
-                Draft202012Validator.check_schema(schema)
-            except SchemaError as exc:
-                self.error(where, f"invalid JSON Schema: {exc.message}")
-                continue
-            validator = _BoundedValidator(Draft202012Validator(schema))
-            first = next(validator.iter_errors({}), None)
-            if first is not None and first.message == _ENDLESS:
-                self.error(where, f"invalid JSON Schema: {_ENDLESS}")
+            validator, problem = compile_payload_schema(schema)
+            if validator is None:
+                self.error(where, f"invalid JSON Schema: {problem}")
                 continue
             validators[key] = validator
         return validators
@@ -509,25 +501,6 @@ def state_depth_problems(doc: SourceDoc, limits: Limits) -> list[Diagnostic]:
             if isinstance(raw, dict):
                 work.append((raw.get("states"), (*where, name, "states"), path, depth + 1))
     return problems
-
-
-class _BoundedValidator:
-    """A JSON Schema validator that reports a schema referring to itself without end
-    (``$ref: '#'``) as a validation error instead of raising RecursionError: the reducer
-    must never raise on a chart the loader accepted."""
-
-    def __init__(self, inner: Draft202012Validator) -> None:
-        self.inner = inner
-        self.schema = inner.schema
-
-    def iter_errors(self, instance: Any) -> Iterator[ValidationError]:
-        try:
-            yield from self.inner.iter_errors(instance)
-        except RecursionError:
-            yield ValidationError(_ENDLESS)
-
-
-_ENDLESS = "the schema refers to itself without end (a $ref loop)"
 
 
 def timer_event_for(path: str, index: int) -> str:

@@ -22,14 +22,14 @@ from app.core.errors import StepFailure
 from app.core.model import NO_ACTIONS, ROOT, Chart, Transition
 from app.core.plans import ChartPlans, plans_of
 from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
-from app.core.snapshot import ChildRun, PendingDispatch, Snapshot
+from app.core.snapshot import PendingDispatch, Snapshot
 from app.core.validation import (
     check_data_schema,
     envelope_problem,
     payload_problem,
     plain_payload_problem,
 )
-from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START, TIMER_PREFIX, Command, Event
+from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START, TIMER_PREFIX, ChildRun, Command, Event
 from app.spi.limits import DEFAULT_LIMITS
 
 Outcome = Literal["applied", "ignored", "duplicate", "rejected", "failed"]

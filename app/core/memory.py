@@ -101,7 +101,8 @@ class InMemoryInstanceStore:
 
 
 def _size(output: StepOutput) -> int:
-    return sum(len(value) for _, value in output.records)
+    own = sum(len(value) for _, value in output.records)
+    return own + sum(len(key) + len(value) for _, key, value in output.routed)
 
 
 @dataclass(frozen=True, slots=True)

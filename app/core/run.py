@@ -17,13 +17,13 @@ from app.core.expressions import Expr, to_json_value
 from app.core.model import Actions, AfterTimer, Chart, DispatchSpec, InvokeSpec, RaiseSpec
 from app.core.snapshot import (
     CHILD_WINDOW,
-    ChildRun,
     CompletedEffect,
     PendingDispatch,
     Snapshot,
     Timer,
 )
 from app.spi.envelopes import (
+    ChildRun,
     Command,
     Event,
     InstanceStatus,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from app.spi.envelopes import (
+    ChildRun,
     DispatchMode,
     Event,
     InstanceStatus,
@@ -72,29 +73,6 @@ class PendingDispatch:
     input: JsonObject | None = None
     child_workflow: str | None = None
     child_id: str | None = None
-
-
-ChildStatus = str  # running | done | failed | timeout | cancelled
-
-
-@dataclass(frozen=True, slots=True)
-class ChildRun:
-    """A child workflow this instance invoked, and how it ended as far as the parent knows."""
-
-    name: str
-    workflow: str
-    instance_id: str
-    dispatch_id: str
-    status: ChildStatus
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "workflow": self.workflow,
-            "instance_id": self.instance_id,
-            "dispatch_id": self.dispatch_id,
-            "status": self.status,
-        }
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,6 +4,11 @@ Every value is ``0x00`` + a 4-byte big-endian schema id + the Avro binary body. 
 schema registry the id is derived from the schema's Parsing Canonical Form (the first 31
 bits of its SHA-256), so every process computes the same id for the same schema and a
 reader can tell a foreign or changed schema from its own.
+
+Schemas evolve compatibly (new fields have defaults). The earlier versions of a schema are
+kept in ``avro_schemas/history/<version>/``: a record written with one of them is read with
+Avro's schema resolution into the current schema, so journals written before a change stay
+readable and replayable.
 """
 
 from __future__ import annotations
@@ -48,9 +53,13 @@ class AvroCodec(codecs.Codec):
         super().__init__()
         self.name = name
         self.schema = fastavro.schema.load_schema(str(schema_dir / f"{name}.avsc"))
-        canonical = fastavro.schema.to_parsing_canonical_form(self.schema)
-        self.schema_id = int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:4]) >> 1
+        self.schema_id = _schema_id(self.schema)
         self._header = HEADER.pack(MAGIC, self.schema_id)
+        # Writer schemas by id: the current one, then earlier versions (read by resolution).
+        self._writers: dict[int, Any] = {self.schema_id: self.schema}
+        for old in sorted((schema_dir / "history").glob(f"*/{name}.avsc")):
+            earlier = fastavro.schema.load_schema(str(old))
+            self._writers.setdefault(_schema_id(earlier), earlier)
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buffer = io.BytesIO()
@@ -67,10 +76,12 @@ class AvroCodec(codecs.Codec):
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC:
             raise AvroDecodeError(f"not Confluent wire format (magic byte {magic})")
-        if schema_id != self.schema_id:
+        writer = self._writers.get(schema_id)
+        if writer is None:
             raise AvroDecodeError(f"schema id {schema_id} is not {self.name} (id {self.schema_id})")
+        reader = None if schema_id == self.schema_id else self.schema
         try:
-            record = fastavro.schemaless_reader(io.BytesIO(data[HEADER.size :]), self.schema, None)
+            record = fastavro.schemaless_reader(io.BytesIO(data[HEADER.size :]), writer, reader)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
             raise AvroDecodeError(f"corrupt {self.name} record: {exc}") from exc
         if not isinstance(record, dict):
@@ -82,6 +93,11 @@ class AvroCodec(codecs.Codec):
 
     def _loads(self, s: bytes) -> Any:
         return self.decode(s)
+
+
+def _schema_id(schema: Any) -> int:
+    canonical = fastavro.schema.to_parsing_canonical_form(schema)
+    return int.from_bytes(hashlib.sha256(canonical.encode()).digest()[:4]) >> 1
 
 
 @cache

@@ -59,13 +59,16 @@ def output_text(output: StepOutput) -> str:
         "source": [output.topic, output.partition, output.offset],
         "records": [[topic, base64.b64encode(value).decode()] for topic, value in output.records],
     }
+    if output.routed:  # records keyed by other instances (RSS v1.1 invoke), only when any
+        raw["routed"] = [[t, k, base64.b64encode(v).decode()] for t, k, v in output.routed]
     return canonical_json(raw)
 
 
 def _output(raw: dict[str, Any]) -> StepOutput:
     topic, partition, offset = raw["source"]
     records = tuple((t, base64.b64decode(v)) for t, v in raw["records"])
-    return StepOutput(raw["event_id"], topic, int(partition), int(offset), records)
+    routed = tuple((t, k, base64.b64decode(v)) for t, k, v in raw.get("routed", ()))
+    return StepOutput(raw["event_id"], topic, int(partition), int(offset), records, routed)
 
 
 def encode_stored(stored: StoredInstance) -> bytes:

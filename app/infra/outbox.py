@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.core.interpreter import StepResult
+from app.core.snapshot import Snapshot
 from app.infra import topics
-from app.infra.wire import dead_letter, encode_command, encode_journal
+from app.infra.wire import dead_letter, encode_command, encode_event, encode_journal
 from app.spi.envelopes import Command, Event, JournalRecord
 from app.spi.ports import Source, StepOutput
 
@@ -49,12 +50,16 @@ async def send_dead_letter(
     await outbox.send(topics.DEAD_LETTERS, key, letter)
 
 
-def journal_record(event: Event, result: StepResult) -> JournalRecord | None:
-    """The journal record of an accepted step; None for duplicates and rejections."""
+def journal_record(
+    event: Event, result: StepResult, before: Snapshot | None = None
+) -> JournalRecord | None:
+    """The journal record of an accepted step; None for duplicates and rejections. It lists
+    the events the step raised, and the instance's children when the step changed them."""
     trace = result.trace
     if not trace.accepted or trace.seq is None or result.snapshot is None:
         return None
     snapshot = result.snapshot
+    known = before.children if before is not None else ()
     return JournalRecord(
         trace.seq,
         event,
@@ -63,18 +68,35 @@ def journal_record(event: Event, result: StepResult) -> JournalRecord | None:
         snapshot.version,
         tuple(snapshot.configuration),
         trace.reason,
+        trace.raised,
+        snapshot.children if snapshot.children != known else None,
     )
 
 
-def step_output(event: Event, result: StepResult, source: Source) -> StepOutput | None:
+def step_output(
+    event: Event, result: StepResult, source: Source, before: Snapshot | None = None
+) -> StepOutput | None:
     """What an accepted step sends, encoded once: its journal record, then its commands,
-    each for its topic. None for a step that sends nothing (a duplicate, a rejection)."""
-    record = journal_record(event, result)
+    each for its topic, then its events for other instances (child starts and cancels on
+    the events topic, an answer to the parent on the results topic). None for a step that
+    sends nothing (a duplicate, a rejection)."""
+    record = journal_record(event, result, before)
     if record is None:
         return None
     records = [(topics.JOURNAL, encode_journal(record))]
     records += [(_command_topic(c), encode_command(c)) for c in result.commands]
-    return StepOutput(event.event_id, *source, records=tuple(records))
+    routed = routed_records(result.messages)
+    return StepOutput(event.event_id, *source, records=tuple(records), routed=routed)
+
+
+def routed_records(messages: tuple[Event, ...]) -> tuple[tuple[str, str, bytes], ...]:
+    """Events for other instances, each encoded for its topic and keyed by its instance:
+    an answer (it has a dispatch id) goes to the results topic, a start or cancel to the
+    events topic."""
+    return tuple(
+        (topics.RESULTS if m.dispatch_id is not None else topics.EVENTS, m.key, encode_event(m))
+        for m in messages
+    )
 
 
 def _command_topic(command: Command) -> str:
@@ -91,6 +113,8 @@ class KafkaStepOutbox:
         name = key.encode()
         for topic, value in output.records:
             await self.outbox.send(topic, name, value)
+        for topic, other, value in output.routed:
+            await self.outbox.send(topic, other.encode(), value)
 
     async def send_dead_letter(
         self,

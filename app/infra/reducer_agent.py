@@ -17,10 +17,12 @@ Commit ordering, for one inbound record (an event or a worker's result):
    yet (absent: a new instance).
 3. Run the pure step held to the chart's limits (``bounded_step``, through the router). It
    never raises. A rejected event (unknown instance, payload failing the declared schema)
-   goes to dead letters. A duplicate event id read from the same topic, partition and
-   offset as the stored output of that event is a redelivery after a crash: write the
-   stored value and the timers again and send that event's stored outputs again (they may
-   never have reached Kafka), then stop. A duplicate at another offset (a producer sent the
+   goes to dead letters; a rejected child ``$start`` also sends the parent its ``.failed``
+   answer (derived from the event alone, so a redelivery sends the same answer again).
+   A duplicate event id read from the same topic, partition and offset as the stored
+   output of that event is a redelivery after a crash: write the stored value and the
+   timers again and send that event's stored outputs again (they may never have reached
+   Kafka), then stop. A duplicate at another offset (a producer sent the
    same event twice) changes and sends nothing.
 4. Write the new snapshot *together with* this step's encoded outputs (journal record and
    commands) as one table value: one RocksDB write and one changelog record, on the
@@ -35,7 +37,9 @@ Commit ordering, for one inbound record (an event or a worker's result):
    A stored value over ``STORED_VALUE_BYTES`` (only possible with limits raised past
    Kafka's request size) raises ``StoredValueTooLarge`` before anything is written or sent
    (``store.check`` before the send of 4').
-5. Send the journal record (key, seq) and then the step's commands to their topics
+5. Send the journal record (key, seq), then the step's commands to their topics, then its
+   events for other instances, each with its own key: a child's ``$start`` or ``$cancel``
+   on the events topic, the answer to a parent on the results topic
    (``outbox.send_output``). Sends are buffered by the producer, never awaited one by one.
 6. Write the instance's armed timers to the timer table when they changed
    (``store.save_timers``; the row is deleted when none are left).
@@ -62,7 +66,7 @@ from functools import partial
 from app.core.ports import InstanceStore, StoredInstance
 from app.core.router import ChartRegistry
 from app.infra.decoding import decoded
-from app.infra.outbox import step_output
+from app.infra.outbox import routed_records, step_output
 from app.infra.wire import decode_event
 from app.spi.envelopes import Event
 from app.spi.limits import DEFAULT_LIMITS, Limits
@@ -130,11 +134,14 @@ class Reducer:
             stage = "step" if event.workflow_type in self.registry else "route"
             reason = result.trace.reason or "rejected"
             await self._dead_letter(reason, stage, source, key, value, event)
+            if result.messages:  # a refused child start answers its parent (`.failed`)
+                answer = StepOutput(event.event_id, *source, (), routed_records(result.messages))
+                await self.outbox.send_output(instance, answer)
             return
         if result.trace.outcome == "duplicate" and stored is not None:
             await self._redelivered(instance, stored, event, source)
             return
-        output = step_output(event, result, source)
+        output = step_output(event, result, source, before)
         after = result.snapshot
         if output is None or after is None:
             return

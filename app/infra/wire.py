@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar, cast
 from app.core.durations import format_instant
 from app.infra.avro import AvroDecodeError, codec, json_object
 from app.spi.envelopes import (
+    ChildRun,
     Command,
     DispatchKind,
     DispatchMode,
@@ -140,6 +141,10 @@ def encode_journal(record: JournalRecord) -> bytes:
             "status": record.status,
             "configuration": list(record.configuration),
             "reason": record.reason,
+            "raised": list(record.raised),
+            "children": [c.to_dict() for c in record.children]
+            if record.children is not None
+            else None,
         }
     )
 
@@ -147,6 +152,7 @@ def encode_journal(record: JournalRecord) -> bytes:
 @decoder
 def decode_journal(data: bytes | None) -> JournalRecord:
     raw = codec(JOURNAL).decode(data)
+    children = raw["children"]
     return JournalRecord(
         seq=raw["seq"],
         event=event_from_record(raw["event"]),
@@ -155,6 +161,8 @@ def decode_journal(data: bytes | None) -> JournalRecord:
         workflow_version=raw["workflow_version"],
         configuration=tuple(raw["configuration"]),
         reason=raw["reason"],
+        raised=tuple(raw["raised"]),
+        children=tuple(ChildRun(**c) for c in children) if children is not None else None,
     )
 
 

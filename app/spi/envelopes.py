@@ -63,6 +63,31 @@ class ParentRef:
 
 
 @dataclass(frozen=True, slots=True)
+class ChildRun:
+    """A child workflow an instance invoked, and how it ended as far as the parent knows:
+    ``running``, ``done``, ``failed``, ``timeout`` or ``cancelled``."""
+
+    name: str
+    workflow: str
+    instance_id: str
+    dispatch_id: str
+    status: str
+
+    @property
+    def key(self) -> str:
+        return instance_key(self.workflow, self.instance_id)
+
+    def to_dict(self) -> dict[str, JsonValue]:
+        return {
+            "name": self.name,
+            "workflow": self.workflow,
+            "instance_id": self.instance_id,
+            "dispatch_id": self.dispatch_id,
+            "status": self.status,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One event addressed to one workflow instance.
 
@@ -160,6 +185,8 @@ class JournalRecord:
     reason: str | None = None
     # Events the step raised (RSS v1.1 ``raise``), in raise order; they have no seq.
     raised: tuple[str, ...] = ()
+    # The instance's children after the step, when the step changed them (None: unchanged).
+    children: tuple[ChildRun, ...] | None = None
 
     @property
     def key(self) -> str:

@@ -38,7 +38,9 @@ class StepOutput:
     encoded for its topic, and where that event was read from.
 
     The records are kept as sent, so a redelivery sends the same bytes again whatever the
-    decoders of the day accept. ``records`` holds (logical topic, value) pairs, in order.
+    decoders of the day accept. ``records`` holds (logical topic, value) pairs, in order,
+    keyed by the instance; ``routed`` holds (logical topic, key, value) for records about
+    other instances (a child's ``$start`` or ``$cancel``, the answer to a parent), sent after.
     """
 
     event_id: str
@@ -46,6 +48,7 @@ class StepOutput:
     partition: int
     offset: int
     records: tuple[tuple[str, bytes], ...]
+    routed: tuple[tuple[str, str, bytes], ...] = ()
 
     @property
     def source(self) -> Source:
@@ -57,7 +60,8 @@ class StepOutbox(Protocol):
     are buffered, never awaited one by one; a commit makes them durable first."""
 
     async def send_output(self, key: str, output: StepOutput) -> None:
-        """Send the output's records in their order, keyed by the instance key."""
+        """Send the output's records in their order, keyed by the instance key, then its
+        routed records with their own keys."""
         ...
 
     async def send_dead_letter(
