@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 
+from app.core.composition_build import check_invocations
 from app.core.errors import ChartError, Diagnostic, DuplicateWorkflow
 from app.core.guards import GuardRegistry
-from app.core.composition_build import check_invocations
 from app.core.loader import load_chart
 from app.core.model import Chart
 from app.core.router import ChartRegistry
