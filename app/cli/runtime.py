@@ -265,8 +265,14 @@ def _describe(snapshot: Snapshot) -> str:
         f"  states:  {', '.join(snapshot.configuration) or '-'}",
         f"  data:    {json.dumps(snapshot.data, sort_keys=True)}",
     ]
+    if snapshot.parent is not None:
+        parent = snapshot.parent
+        lines.append(f"  parent:  {parent.key} (invoke {parent.name}, {parent.dispatch_id})")
     lines += [f"  waiting: {p.kind} {p.name} ({p.dispatch_id})" for p in snapshot.pending]
     lines += [f"  timer:   {t.event} at {t.deadline}" for t in snapshot.timers]
+    lines += [f"  child:   {c.name} {c.key} {c.status}" for c in snapshot.children]
+    if snapshot.output is not None:
+        lines.append(f"  output:  {json.dumps(snapshot.output, sort_keys=True)}")
     if snapshot.reason:
         lines.append(f"  reason:  {snapshot.reason}")
     return "\n".join(lines)
@@ -293,14 +299,16 @@ def _history_row(record: JournalRecord) -> dict[str, Any]:
         "status": record.status,
         "configuration": list(record.configuration),
         "reason": record.reason,
+        "raised": list(record.raised),
     }
 
 
 def _history_line(record: JournalRecord) -> str:
     mark = " (ignored)" if record.ignored else ""
+    raised = f"  raised {', '.join(record.raised)}" if record.raised else ""
     return (
         f"{record.seq:>4}  {record.event.occurred_at}  {record.event.type}{mark}  -> "
-        f"{record.status} {', '.join(record.configuration) or '-'}"
+        f"{record.status} {', '.join(record.configuration) or '-'}{raised}"
     )
 
 
