@@ -72,10 +72,23 @@ async def send_invoice(data: Mapping[str, Any], ctx: HandlerContext) -> dict[str
     return {}
 
 
-@effect("create_shipment")
-async def create_shipment(data: Mapping[str, Any], ctx: HandlerContext) -> dict[str, Any]:
-    _did("shipped", data, ctx)
-    return {"tracking": _ref("TRK", ctx)}
+# shipment (invoked by order_fulfillment)
+@effect("book_carrier")
+async def book_carrier(data: Mapping[str, Any], ctx: HandlerContext) -> dict[str, Any]:
+    _did("booked a carrier for", data, ctx)
+    return {"booking": _ref("bk", ctx)}
+
+
+@effect("cancel_carrier")
+async def cancel_carrier(data: Mapping[str, Any], ctx: HandlerContext) -> dict[str, Any]:
+    _did("cancelled the carrier booking of", data, ctx)
+    return {}
+
+
+@effect("print_label")
+async def print_label(data: Mapping[str, Any], ctx: HandlerContext) -> dict[str, Any]:
+    _did("printed the label for", data, ctx)
+    return {"tracking": f"TRK-{data.get('order_id', '')}"}
 
 
 # document_approval

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from app.cli.main import main
 
@@ -23,9 +24,37 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+def _invoked(state: object) -> set[str]:
+    """Workflow types a state (raw YAML) or any of its descendants invokes."""
+    if not isinstance(state, dict):
+        return set()
+    found = {str(spec["workflow"]) for spec in state.get("invoke") or ()}
+    for child in (state.get("states") or {}).values():
+        found |= _invoked(child)
+    return found
+
+
+def chart_args(workflow: str) -> list[str]:
+    """``rss/<workflow>.yaml`` and a ``--chart`` for every chart it invokes, directly or
+    through its children (each workflow type lives in ``rss/<type>.yaml``)."""
+    first = ROOT / "rss" / f"{workflow}.yaml"
+    args, seen, todo = [str(first)], {workflow}, [first]
+    while todo:
+        raw = yaml.safe_load(todo.pop().read_text(encoding="utf-8"))
+        for other in sorted(_invoked({"states": raw["states"]}) - seen):
+            seen.add(other)
+            todo.append(ROOT / "rss" / f"{other}.yaml")
+            args += ["--chart", str(todo[-1])]
+    return args
+
+
+def simulate(capsys: pytest.CaptureFixture[str], scenario: Path) -> tuple[int, str, str]:
+    """Simulate a scenario of ``tests/scenarios/<workflow>/`` with the charts it needs."""
+    return run(capsys, "simulate", *chart_args(scenario.parent.name), str(scenario))
+
+
 def simulate_rows(capsys: pytest.CaptureFixture[str], scenario: Path) -> list[dict]:
-    chart = ROOT / "rss" / f"{scenario.parent.name}.yaml"
-    code, out, err = run(capsys, "simulate", str(chart), str(scenario))
+    code, out, err = simulate(capsys, scenario)
     assert code == 0, err
     return [json.loads(line) for line in out.splitlines()]
 
@@ -33,7 +62,7 @@ def simulate_rows(capsys: pytest.CaptureFixture[str], scenario: Path) -> list[di
 def test_validate_examples(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run(capsys, "validate", str(ROOT / "rss"))
     assert code == 0, err
-    assert out.count("ok  ") == 3
+    assert out.count("ok  ") == 4
 
 
 def test_validate_reports_file_line_and_exits_2(
@@ -57,10 +86,11 @@ def test_simulate_matches_golden_journal(
     capsys: pytest.CaptureFixture[str], scenario: Path
 ) -> None:
     """Replaying each example's script must reproduce its golden output exactly."""
-    chart = ROOT / "rss" / f"{scenario.parent.name}.yaml"
-    code, out, _ = run(capsys, "simulate", str(chart), str(scenario))
-    assert code == 0
+    code, out, err = simulate(capsys, scenario)
+    assert code == 0, err
     assert out == scenario.with_suffix(".expected.jsonl").read_text()
+    # A chart that invokes others simulates a world of instances: rows name theirs.
+    world = {"workflow", "instance"} if len(chart_args(scenario.parent.name)) > 1 else set()
     for line in out.splitlines():
         row = json.loads(line)
         assert list(row) == sorted(row)
@@ -73,6 +103,7 @@ def test_simulate_matches_golden_journal(
             "data",
             "effects",
             "computes",
+            *world,
         }
 
 
@@ -120,7 +151,7 @@ def test_simulate_reports_malformed_event_lines(
 ) -> None:
     events = tmp_path / "e.jsonl"
     events.write_text('{"type": "$start"}\n{"type": "PAY", "payload": [1]}\n')
-    code, _, err = run(capsys, "simulate", str(ROOT / "rss/order_fulfillment.yaml"), str(events))
+    code, _, err = run(capsys, "simulate", *chart_args("order_fulfillment"), str(events))
     assert code == 2
     assert err.strip() == f"{events}:2: 'payload' must be a JSON object"
 
@@ -132,10 +163,10 @@ def test_simulate_notes_rejected_events_on_stderr(
     events.write_text(
         '{"type": "PAY", "payload": {"amount": 1}}\n{"type": "$start", "payload": {"order_id": "o", "total": 1}}\n'
     )
-    code, out, err = run(capsys, "simulate", str(ROOT / "rss/order_fulfillment.yaml"), str(events))
+    code, out, err = run(capsys, "simulate", *chart_args("order_fulfillment"), str(events))
     assert code == 0
     assert len(out.splitlines()) == 1
-    assert f"{events}:1: PAY rejected: no such instance" in err
+    assert f"{events}:1: order_fulfillment:sim-1 PAY rejected: no such instance" in err
 
 
 @pytest.mark.parametrize("fmt", ["mermaid", "dot"])
@@ -145,7 +176,7 @@ def test_diagram_draws_nested_clusters_and_labels(
     code, out, _ = run(capsys, "diagram", str(ROOT / "rss/order_fulfillment.yaml"), "--format", fmt)
     assert code == 0
     if fmt == "mermaid":
-        assert out.startswith("%% order_fulfillment v1")
+        assert out.startswith("%% order_fulfillment v2")
         assert 'state "fulfilment (parallel)" as fulfilment {' in out
         assert "\n        --\n" in out  # region separator
         assert "awaiting_payment --> charging : PAY [event.payload.amount >= data.total]" in out
