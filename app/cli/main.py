@@ -68,9 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     simulate = commands.add_parser("simulate", help="run a chart over a JSON-lines events file")
-    simulate.add_argument("rss", help="the RSS file")
+    simulate.add_argument("rss", help="the RSS file; the script's events go to its instance")
     simulate.add_argument("events", help="JSON lines; the first is the $start event")
     simulate.add_argument("--instance", default="sim-1", help="instance id (default: sim-1)")
+    simulate.add_argument(
+        "--chart",
+        action="append",
+        default=[],
+        metavar="OTHER",
+        help="another RSS file in the same simulated world (a workflow the chart invokes); "
+        "repeatable",
+    )
     simulate.set_defaults(handler=_simulate)
 
     diagram = commands.add_parser("diagram", help="draw a chart as Mermaid or Graphviz DOT")
@@ -127,9 +135,10 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    chart = _load_one(args.rss)
-    if chart is None:
+    charts = _load_world([args.rss, *args.chart])
+    if charts is None:
         return EXIT_BAD_INPUT
+    first, *others = charts
     limits = limits_from_env()
     try:
         text = Path(args.events).read_text(encoding="utf-8")
@@ -138,7 +147,9 @@ def _simulate(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     try:
         script = parse_script(text, args.events, limits)
-        simulator = Simulator(chart, file=args.events, instance_id=args.instance, limits=limits)
+        simulator = Simulator(
+            first, file=args.events, instance_id=args.instance, limits=limits, others=others
+        )
         for row in simulator.run(script):
             print(json.dumps(row, sort_keys=True), flush=True)
     except SimulationInputError as exc:
@@ -147,6 +158,19 @@ def _simulate(args: argparse.Namespace) -> int:
     for note in simulator.notes:
         print(note, file=sys.stderr)
     return 0
+
+
+def _load_world(paths: Sequence[str]) -> list[Chart] | None:
+    """The simulated world's charts, the first file's first; ``None`` (with ``file:line``
+    diagnostics printed) when one fails, or an invoked workflow or version is missing."""
+    _import_handlers(paths)
+    files = list(dict.fromkeys(Path(p) for p in paths))  # a file named twice loads once
+    loaded = load_charts(files, limits_from_env())
+    for diagnostic in loaded.problems:
+        print(diagnostic, file=sys.stderr)
+    if loaded.problems:
+        return None
+    return [chart for _, chart in loaded.loaded]
 
 
 def _diagram(args: argparse.Namespace) -> int:

@@ -1,7 +1,8 @@
 """Diagrams of a chart: Mermaid ``stateDiagram-v2`` and Graphviz DOT.
 
-Compound states and parallel regions are nested clusters; edges carry the event, the guard
-and the effects/computes the transition dispatches.
+Compound states and parallel regions are nested clusters; edges carry the event, the guard,
+the events the transition raises and the effects/computes it dispatches. A state that
+invokes child workflows says which (a note in Mermaid, a label line in DOT).
 """
 
 from __future__ import annotations
@@ -9,22 +10,30 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from app.core.durations import format_duration
-from app.core.model import ROOT, Chart, StateNode, Transition
+from app.core.model import ROOT, Chart, InvokeSpec, StateNode, Transition
 
 
 def edge_label(chart: Chart, transition: Transition) -> str:
-    """``EVENT [guard] / effects; computes`` as one line."""
+    """``EVENT [guard] / raise X, effects, computes`` as one line (in the order they run)."""
     event = _event_label(chart, transition)
     parts = [event]
     if transition.guard:
         parts.append(f"[{transition.guard}]")
     elif transition.when is not None:
         parts.append(f"[{transition.when.source}]")
-    work = [f"{d.name}{'' if d.mode == 'await' else ' (ff)'}" for d in transition.actions.effects]
+    work = [f"raise {r.event}" for r in transition.actions.raises]
+    work += [f"{d.name}{'' if d.mode == 'await' else ' (ff)'}" for d in transition.actions.effects]
     work += [f"{d.name} (compute)" for d in transition.actions.computes]
     if work:
         parts.append("/ " + ", ".join(work))
     return " ".join(parts)
+
+
+def invoke_label(spec: InvokeSpec) -> str:
+    """``invoke ship → shipment v2 (timeout 2h)``; without a pin the latest version runs."""
+    pin = f" v{spec.version}" if spec.version is not None else ""
+    limit = f" (timeout {format_duration(spec.timeout_ms)})" if spec.timeout_ms is not None else ""
+    return f"invoke {spec.name} → {spec.workflow}{pin}{limit}"
 
 
 def _history_mark(node: StateNode) -> str:
@@ -89,6 +98,15 @@ def _mermaid_children(chart: Chart, node: StateNode, indent: str) -> Iterator[st
         yield from _mermaid_state(chart, chart.states[child_path], indent)
 
 
+def _mermaid_note(node: StateNode, indent: str) -> Iterator[str]:
+    """The child workflows a state invokes, as a note beside it at its own level (a note
+    outside a state's composite would re-parent the state in Mermaid)."""
+    if node.invoke:
+        yield f"{indent}note right of {_mid(node.path)}"
+        yield from (f"{indent}    {invoke_label(spec)}" for spec in node.invoke)
+        yield f"{indent}end note"
+
+
 def _mermaid_state(chart: Chart, node: StateNode, indent: str) -> Iterator[str]:
     ident = _mid(node.path)
     if node.is_history:
@@ -99,8 +117,10 @@ def _mermaid_state(chart: Chart, node: StateNode, indent: str) -> Iterator[str]:
         yield f'{indent}state "{node.name}{kind}" as {ident} {{'
         yield from _mermaid_children(chart, node, indent + "    ")
         yield f"{indent}}}"
+        yield from _mermaid_note(node, indent)
         return
     yield f'{indent}state "{node.name}" as {ident}'
+    yield from _mermaid_note(node, indent)
     if node.is_final:
         yield f"{indent}{ident} --> [*]"
 
@@ -148,14 +168,15 @@ def _dot_state(chart: Chart, node: StateNode, indent: str) -> Iterator[str]:
     if node.is_history:
         yield f'{indent}{ident} [label="{_history_mark(node)}", shape=circle];'
         return
+    invokes = "".join(f"\\n{_dot_text(invoke_label(spec))}" for spec in node.invoke)
     if not node.children:
         shape = ", peripheries=2" if node.is_final else ""
-        yield f'{indent}{ident} [label="{node.name}"{shape}];'
+        yield f'{indent}{ident} [label="{node.name}{invokes}"{shape}];'
         return
     style = "dashed" if node.is_parallel else "rounded"
     kind = " (parallel)" if node.is_parallel else ""
     yield f'{indent}subgraph "cluster_{node.path}" {{'
-    yield f'{indent}    label="{node.name}{kind}"; style={style};'
+    yield f'{indent}    label="{node.name}{kind}{invokes}"; style={style};'
     yield f"{indent}    {_dot_id(node.path + '.__anchor')} [shape=point, style=invis];"
     for child in node.children:
         yield from _dot_state(chart, chart.states[child], indent + "    ")

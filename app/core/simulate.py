@@ -1,34 +1,46 @@
 """The simulator: run the pure reducer over a JSON-lines script with a simulated clock.
 
-Each line is an event ``{"type", "payload"?, "at"?, "id"?, "dispatch_id"?}`` or a clock move
-``{"advance": "15m"}``. Moving the clock, by ``advance`` or by an event's later ``at``, first
-fires every timer that falls due on the way (deadline order, then document order), each at
-its own deadline. The clock starts at the first line's ``at``, else at the Unix epoch.
+Each line is an event ``{"type", "payload"?, "at"?, "id"?, "dispatch_id"?, "workflow"?,
+"instance"?}`` or a clock move ``{"advance": "15m"}``. Moving the clock, by ``advance`` or by
+an event's later ``at``, first fires every timer that falls due on the way (deadline order,
+then document order), each at its own deadline. The clock starts at the first line's ``at``,
+else at the Unix epoch.
+
+Several charts make one world (RSS v1.1 ``invoke``): script events go to the first chart's
+instance unless a line names another (``workflow``/``instance``, say a child whose effect it
+answers); the child starts, cancels and answers a step sends are processed in FIFO order
+after it, through the same router as the runtime's, and every instance's timers fire on the
+one clock.
 
 Lines are held to the same limits as inbound records (``Limits``): a line over
 ``event_bytes``, a payload nested deeper than ``json_depth``, NaN or a number beyond a
-float's range, or a clock beyond year 9999 is a ``file:line: reason`` error, never a crash.
+float's range, or a clock beyond year 9999 is a ``file:line: reason`` error, never a crash;
+so is an invoke loop (more than ``MAX_MESSAGES_PER_LINE`` messages for one line).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.core.bounds import bounded_step
 from app.core.durations import format_instant, parse_duration_ms, parse_instant_ms
 from app.core.errors import SimulationInputError
 from app.core.interpreter import StepResult
 from app.core.model import Chart
+from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot, Timer, timer_firing
-from app.spi.envelopes import Event
+from app.spi.envelopes import START, Event, instance_key
 from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
 
 MAX_TIMER_FIRINGS_PER_MOVE = 10_000
-_EVENT_KEYS = {"type", "payload", "at", "id", "dispatch_id"}
+# Messages between instances processed for one script line: an invoke loop stops here.
+MAX_MESSAGES_PER_LINE = 10_000
+_EVENT_KEYS = {"type", "payload", "at", "id", "dispatch_id", "workflow", "instance"}
+_TEXT_KEYS = ("id", "dispatch_id", "workflow", "instance")
 # The clock's range: instants are ISO-8601 text, whose years end at 9999.
 LATEST_MS = parse_instant_ms("9999-12-31T23:59:59.999Z")
 EARLIEST_MS = parse_instant_ms("0001-01-01T00:00:00Z")
@@ -43,6 +55,10 @@ class ScriptLine:
     at_ms: int | None = None
     event_id: str | None = None
     dispatch_id: str | None = None
+    # Another instance of the world to send to (a child, to answer its effects); default:
+    # the first chart's workflow and the ``--instance`` id.
+    workflow: str | None = None
+    instance: str | None = None
 
 
 def parse_script(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> list[ScriptLine]:
@@ -109,13 +125,14 @@ def _parse_line(raw: str, file: str, number: int, limits: Limits) -> ScriptLine:
         problem = json_problem(payload, limits.json_depth)
         if problem is not None:
             raise ValueError(f"'payload': {problem}")
-        for name in ("id", "dispatch_id"):
+        for name in _TEXT_KEYS:
             if name in obj and not isinstance(obj[name], str):
                 raise ValueError(f"'{name}' must be a string")
         at = _instant_ms(obj["at"]) if "at" in obj else None
     except ValueError as exc:
         raise SimulationInputError(file, number, str(exc)) from exc
-    return ScriptLine(number, None, obj["type"], payload, at, obj.get("id"), obj.get("dispatch_id"))
+    texts = [obj.get(name) for name in _TEXT_KEYS]
+    return ScriptLine(number, None, obj["type"], payload, at, *texts)
 
 
 def _instant_ms(value: object) -> int:
@@ -132,21 +149,42 @@ def _instant_ms(value: object) -> int:
 
 @dataclass
 class Simulator:
-    """Drives one instance of ``chart`` through a script, yielding one row per processed event."""
+    """Drives a world of instances through a script with one clock, yielding one row per
+    processed event. Script events go to ``instance_id`` of ``chart``; ``others`` are further
+    charts loaded into the same world (the workflows ``chart`` invokes, and theirs). The
+    messages a step sends to other instances (child ``$start``/``$cancel``, a parent's
+    answer) are processed in FIFO order, one queue for the world, before the next line."""
 
     chart: Chart
     file: str = "<events>"
     instance_id: str = "sim-1"
-    snapshot: Snapshot | None = None
     clock_ms: int | None = None
     notes: list[str] = field(default_factory=list)
     limits: Limits = DEFAULT_LIMITS
+    others: Sequence[Chart] = ()
+    # Every instance of the world by its key (``workflow:instance``), in creation order.
+    snapshots: dict[str, Snapshot] = field(default_factory=dict)
+    registry: ChartRegistry = field(init=False)
+    # Rows name their instance when the world can hold more than one.
+    labelled: bool = field(init=False)
+    _messages: int = field(default=0, init=False)  # processed for the current script line
+
+    def __post_init__(self) -> None:
+        self.registry = ChartRegistry([self.chart, *self.others])
+        charts = list(self.registry)
+        self.labelled = len(charts) > 1 or any(c.invocations() for c in charts)
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        """The instance the script drives."""
+        return self.snapshots.get(instance_key(self.chart.workflow, self.instance_id))
 
     def run(self, script: list[ScriptLine]) -> Iterator[dict[str, Any]]:
         for line in script:
             yield from self.feed(line)
 
     def feed(self, line: ScriptLine) -> Iterator[dict[str, Any]]:
+        self._messages = 0
         now = self.clock_ms if self.clock_ms is not None else (line.at_ms or 0)
         if line.advance_ms is not None:
             yield from self._move_clock(self._within_range(now + line.advance_ms, line), line.line)
@@ -155,16 +193,25 @@ class Simulator:
         if target < now:
             raise SimulationInputError(self.file, line.line, "'at' is earlier than the clock")
         yield from self._move_clock(target, line.line)
-        event = Event(
-            workflow_type=self.chart.workflow,
-            instance_id=self.instance_id,
-            type=line.type or "",
+        yield from self._process(self._script_event(line, target), line.line)
+
+    def _script_event(self, line: ScriptLine, at_ms: int) -> Event:
+        workflow = line.workflow or self.chart.workflow
+        kind = line.type or ""
+        return Event(
+            workflow_type=workflow,
+            instance_id=line.instance or self.instance_id,
+            type=kind,
             event_id=line.event_id or f"line-{line.line}",
-            occurred_at=format_instant(target),
+            occurred_at=format_instant(at_ms),
             payload=line.payload,
             dispatch_id=line.dispatch_id,
+            # The script simulates CHART: its $start stays on CHART's version even when a
+            # later version of the same workflow is loaded beside it.
+            workflow_version=(
+                self.chart.version if kind == START and workflow == self.chart.workflow else None
+            ),
         )
-        yield from self._apply(event, line.line)
 
     def _within_range(self, target_ms: int, line: ScriptLine) -> int:
         if EARLIEST_MS <= target_ms <= LATEST_MS:
@@ -178,31 +225,68 @@ class Simulator:
 
     def _move_clock(self, target_ms: int, number: int) -> Iterator[dict[str, Any]]:
         for _ in range(MAX_TIMER_FIRINGS_PER_MOVE):
-            timer = self._next_due(target_ms)
-            if timer is None:
+            due = self._next_due(target_ms)
+            if due is None:
                 self.clock_ms = target_ms
                 return
+            snapshot, timer = due
             self.clock_ms = parse_instant_ms(timer.deadline)
-            firing = timer_firing(self.chart.workflow, self.instance_id, timer)
-            yield from self._apply(firing, number)
+            firing = timer_firing(snapshot.workflow, snapshot.instance_id, timer)
+            yield from self._process(firing, number)
         raise SimulationInputError(
             self.file, number, f"more than {MAX_TIMER_FIRINGS_PER_MOVE} timer firings in one move"
         )
 
-    def _next_due(self, target_ms: int) -> Timer | None:
-        if self.snapshot is None or not self.snapshot.is_active:
-            return None
-        due = [t for t in self.snapshot.timers if parse_instant_ms(t.deadline) <= target_ms]
-        if not due:
-            return None
-        states = self.chart.states
-        return min(
-            due, key=lambda t: (parse_instant_ms(t.deadline), states[t.state].order, t.index)
-        )
+    def _next_due(self, target_ms: int) -> tuple[Snapshot, Timer] | None:
+        """The first due timer of the world: deadline order, then the owning chart's
+        document order, then the order the instances were created in."""
+        best: tuple[tuple[int, int, int, int], Snapshot, Timer] | None = None
+        for rank, snapshot in enumerate(self.snapshots.values()):
+            if not snapshot.is_active or not snapshot.timers:
+                continue
+            states = self.registry.get(snapshot.workflow, snapshot.version).states
+            for timer in snapshot.timers:
+                deadline = parse_instant_ms(timer.deadline)
+                if deadline > target_ms:
+                    continue
+                order = (deadline, states[timer.state].order, timer.index, rank)
+                if best is None or order < best[0]:
+                    best = (order, snapshot, timer)
+        return None if best is None else (best[1], best[2])
 
-    def _apply(self, event: Event, number: int) -> Iterator[dict[str, Any]]:
+    def _process(self, first: Event, number: int) -> Iterator[dict[str, Any]]:
+        """Step ``first``, then every message it causes, FIFO, until the world is quiet."""
+        queue = deque([first])
+        while queue:
+            event = queue.popleft()
+            if event is not first:
+                self._count_message(number)
+            result = self._route(event, number)
+            queue.extend(result.messages)
+            trace = result.trace
+            if trace.outcome in ("rejected", "duplicate"):
+                self.notes.append(self._note(event, number, trace.outcome, trace.reason))
+                continue
+            assert result.snapshot is not None
+            self.snapshots[event.key] = result.snapshot
+            found = row(event, result)
+            if self.labelled:
+                found.update(workflow=result.snapshot.workflow, instance=event.instance_id)
+            yield found
+
+    def _count_message(self, number: int) -> None:
+        self._messages += 1
+        if self._messages > MAX_MESSAGES_PER_LINE:
+            raise SimulationInputError(
+                self.file,
+                number,
+                f"more than {MAX_MESSAGES_PER_LINE} messages between instances (child starts, "
+                "cancels, answers) for one line: an invoke loop?",
+            )
+
+    def _route(self, event: Event, number: int) -> StepResult:
         try:
-            result = bounded_step(self.chart, self.snapshot, event)
+            return self.registry.route(self.snapshots.get(event.key), event)
         except OverflowError as exc:  # a timer armed near year 9999 lands beyond it
             raise SimulationInputError(
                 self.file,
@@ -210,12 +294,10 @@ class Simulator:
                 f"{event.type} at {event.occurred_at}: the step went beyond years 1 to 9999 "
                 f"(a timer's deadline?): {exc}",
             ) from exc
-        trace = result.trace
-        if trace.outcome in ("rejected", "duplicate"):
-            self.notes.append(f"{self.file}:{number}: {event.type} {trace.outcome}: {trace.reason}")
-            return
-        self.snapshot = result.snapshot
-        yield row(event, result)
+
+    def _note(self, event: Event, number: int, outcome: str, reason: str | None) -> str:
+        who = f"{event.key} " if self.labelled else ""
+        return f"{self.file}:{number}: {who}{event.type} {outcome}: {reason}"
 
 
 def _describe_ms(ms: int) -> str:
