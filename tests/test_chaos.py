@@ -1,13 +1,16 @@
 """Chaos: several hundred instances while worker processes are SIGKILLed and restarted.
 
-Two `faust -A app.main worker` processes run the three example workflows. Instances are
+Two `faust -A app.main worker` processes run the example workflows. Instances are
 started in waves; a driver reacts to the instance projection (PICKED or CANCEL_REQUESTED
-when an order reaches picking). Meanwhile worker processes are killed with SIGKILL at
+when an order reaches picking; for a "hold" order, whose shipment child is held at its
+label, CANCEL_REQUESTED once the order is shipping, which cancels the running child). Meanwhile worker processes are killed with SIGKILL at
 random moments, at least CHAOS_KILLS times, and restarted at once, sometimes with their
 RocksDB wiped. Afterwards, from Kafka alone:
 
 - every instance is in the final state its class predicts, and the reducer replaying the
-  instance's journal (the events it actually received) gives that very snapshot;
+  instance's journal (the events it actually received) gives that very snapshot; so is
+  every order's shipment child (done, or cancelled for a "hold" order), which was started
+  exactly once;
 - each journal is gapless after de-duplication by (instance, seq), and every re-emitted
   record is byte-identical to the first;
 - every effect the journals dispatched was applied exactly once by idempotency key, and
@@ -34,7 +37,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from app.core.replay import replay
 from app.core.router import ChartRegistry
-from app.core.snapshot import dumps
+from app.core.snapshot import Snapshot, dumps
 from app.infra import topics
 from app.infra.avro import codec
 from app.infra.chart_files import import_handlers, read_chart
@@ -56,7 +59,10 @@ EXPECTED = {  # class -> (status, configuration)
     "doc": ("done", ("published",)),
     "order": ("done", ("shipped",)),
     "cancel": ("failed", ("cancelled_after_payment",)),
+    "hold": ("failed", ("cancelled_after_payment",)),
 }
+CHILD_EXPECTED = {"order": ("done", ("shipped",)), "hold": ("cancelled", ())}
+KINDS = ["loan", "doc", "order", "cancel", "loan", "doc", "order", "cancel", "order", "hold"]
 BAD_INPUTS = [b"\x00garbage", b"", b"\x00\x00\x00\x00\x01not-an-event", b'{"json": true}']
 
 
@@ -99,6 +105,7 @@ WORKFLOW = {
     "doc": "document_approval",
     "order": "order_fulfillment",
     "cancel": "order_fulfillment",
+    "hold": "order_fulfillment",
 }
 
 
@@ -113,7 +120,12 @@ def chaos(kafka_cluster: Cluster, tmp_path: Path):  # type: ignore[no-untyped-de
 class Killer:
     def __init__(self, deployment: Deployment, ledger: Path) -> None:
         self.deployment = deployment
-        env = {"OMNINODE_HANDLERS": HANDLERS, "CHAOS_LEDGER": str(ledger)}
+        env = {
+            "OMNINODE_HANDLERS": HANDLERS,
+            "CHAOS_LEDGER": str(ledger),
+            "CHAOS_HOLD_S": "30",  # a held label: the order is cancelled while its child runs
+            "OMNINODE_WORKER_CONCURRENCY": "32",  # held labels await; others go on
+        }
         self.workers = [deployment.worker(name, **env) for name in ("a", "b")]
         self.kills = 0
         self.wipes = 0
@@ -135,8 +147,7 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
     killer = Killer(deployment, ledger)
     for worker in killer.workers:
         worker.wait_ready()
-    kinds = ["loan", "doc", "order", "cancel"]
-    plan = {f"{kinds[n % 4]}-{n}": kinds[n % 4] for n in range(INSTANCES)}
+    plan = {f"{KINDS[n % 10]}-{n}": KINDS[n % 10] for n in range(INSTANCES)}
     started = time.monotonic()
 
     latest: dict[str, dict] = {}  # the last instance view seen of each instance
@@ -163,8 +174,16 @@ def test_no_instance_is_lost_or_advanced_twice_under_sigkill(chaos: Deployment) 
 
 
 def _unfinished(plan: dict[str, str], latest: dict[str, dict]) -> list[str]:
-    """Planned instances whose last view is still active (or that have no view yet)."""
-    return [i for i in plan if latest.get(i, {}).get("status", "active") == "active"]
+    """Planned instances whose last view is still active (or that have no view yet), and
+    the children of finished ones that are still active."""
+    parents = [i for i in plan if latest.get(i, {}).get("status", "active") == "active"]
+    children = [
+        child["key"].partition(":")[2]
+        for i in plan
+        if i not in parents
+        for child in latest[i].get("children", [])
+    ]
+    return parents + [c for c in children if latest.get(c, {}).get("status", "active") == "active"]
 
 
 def _where_they_stopped(deployment: Deployment, instances: list[str], latest: dict) -> str:
@@ -190,7 +209,8 @@ def _where_they_stopped(deployment: Deployment, instances: list[str], latest: di
     dead = Counter(r.key.decode() for r in read(settings.topic(topics.DEAD_LETTERS)))
     lines = []
     for instance in instances:
-        key = f"{WORKFLOW[instance.split('-')[0]]}:{instance}"
+        workflow = WORKFLOW.get(instance.split("-")[0], "shipment")
+        key = f"{workflow}:{instance}"
         view = latest.get(instance)
         seen = "no view" if view is None else f"view seq={view['seq']} {view['configuration']}"
         lines.append(
@@ -273,14 +293,40 @@ async def _react(settings, plan, view, acted) -> None:  # type: ignore[no-untype
     if kind is None or view["status"] != "active":
         return
     if (
-        kind in ("order", "cancel")
+        kind in ("order", "cancel", "hold")
         and "fulfilment.packing.picking" in view["configuration"]
         and instance not in acted
     ):
         acted.add(instance)
-        decision = "PICKED" if kind == "order" else "CANCEL_REQUESTED"
+        decision = "CANCEL_REQUESTED" if kind == "cancel" else "PICKED"
         event = new_event("order_fulfillment", instance, decision, None, f"{instance}:{decision}")
         await send_events(settings, [event])
+    if kind == "hold" and "shipping" in view["configuration"] and f"{instance}:x" not in acted:
+        acted.add(f"{instance}:x")  # cancelled while its shipment child is running
+        event = new_event(
+            "order_fulfillment", instance, "CANCEL_REQUESTED", None, f"{instance}:CANCEL"
+        )
+        await send_events(settings, [event])
+
+
+def _check_instance(
+    registry: ChartRegistry,
+    key: str,
+    seqs: dict[int, bytes],
+    snapshots: dict[str, bytes],
+    expected: tuple[str, tuple[str, ...]],
+) -> tuple[Snapshot, set[str]]:
+    """A gapless journal with one $start, the expected end, and a replay that gives the live
+    snapshot bit for bit; returns the snapshot and the effects its journal dispatched."""
+    assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"{key}: gap in {sorted(seqs)}"
+    records: list[JournalRecord] = [decode_journal(seqs[s]) for s in sorted(seqs)]
+    assert [r.event.type for r in records].count("$start") == 1, key  # started once
+    live = decode_stored(snapshots[key]).snapshot
+    assert (live.status, live.configuration) == expected, key
+    replayed = replay(registry.get(key.partition(":")[0], live.version), records)
+    assert replayed.snapshot is not None and dumps(replayed.snapshot) == dumps(live), key
+    effects = {c.command_id for _, cs in replayed.commands for c in cs if c.kind == "effect"}
+    return live, effects
 
 
 def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[str, object]:
@@ -302,21 +348,19 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
     }
 
     dispatched: set[str] = set()
+    children = 0
     for instance, kind in plan.items():
         key = f"{WORKFLOW[kind]}:{instance}"
-        seqs = by_key[key]
-        assert sorted(seqs) == list(range(1, len(seqs) + 1)), f"{key}: gap in {sorted(seqs)}"
-        records: list[JournalRecord] = [decode_journal(seqs[s]) for s in sorted(seqs)]
-        live = decode_stored(snapshots[key]).snapshot
-        assert (live.status, live.configuration) == EXPECTED[kind], key
-        replayed = replay(registry.get(WORKFLOW[kind]), records)
-        assert replayed.snapshot is not None and dumps(replayed.snapshot) == dumps(live), key
-        dispatched |= {
-            c.command_id
-            for _, commands in replayed.commands
-            for c in commands
-            if c.kind == "effect"
-        }
+        live, effects = _check_instance(registry, key, by_key[key], snapshots, EXPECTED[kind])
+        dispatched |= effects
+        if kind in CHILD_EXPECTED:  # its shipment child: one, started once, ended as predicted
+            (child,) = live.children
+            expected = CHILD_EXPECTED[kind]
+            _, effects = _check_instance(
+                registry, child.key, by_key[child.key], snapshots, expected
+            )
+            dispatched |= effects
+            children += 1
 
     db = sqlite3.connect(ledger)
     applied = Counter(key for (key,) in db.execute("SELECT key FROM applied"))
@@ -330,6 +374,7 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
     bad = sorted(d["value"] or b"" for d in letters)
     assert bad == sorted(BAD_INPUTS), [d["reason"] for d in letters]
     return {
+        "children": children,
         "journal_records": len(journal),
         "re_emitted_journal_records": re_emitted,
         "effects_dispatched": len(dispatched),

@@ -1,7 +1,8 @@
 """Replay an instance's journal through the reducer (the event store's read side).
 
 Like Temporal's replayer, replay checks that the reducer still agrees with the journal:
-each record must get the same seq and the same ignored flag, else :class:`ReplayMismatch`.
+each record must get the same seq, the same ignored flag and raise the same internal
+events, else :class:`ReplayMismatch`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from app.core.errors import CoreError
 from app.core.interpreter import StepResult
 from app.core.model import Chart
 from app.core.snapshot import Snapshot
-from app.spi.envelopes import Command, JournalRecord
+from app.spi.envelopes import Command, Event, JournalRecord
 
 
 class ReplayMismatch(CoreError):
@@ -25,18 +26,23 @@ class ReplayMismatch(CoreError):
 class ReplayResult:
     snapshot: Snapshot | None
     commands: tuple[tuple[int, tuple[Command, ...]], ...]
+    # Per seq, the events for other instances (child starts and cancels, parent answers).
+    messages: tuple[tuple[int, tuple[Event, ...]], ...] = ()
 
 
 def replay(chart: Chart, records: Iterable[JournalRecord]) -> ReplayResult:
     """Fold ``records`` (one instance, seq order) from an empty snapshot."""
     snapshot: Snapshot | None = None
     emitted: list[tuple[int, tuple[Command, ...]]] = []
+    sent: list[tuple[int, tuple[Event, ...]]] = []
     for record in records:
         result = bounded_step(chart, snapshot, record.event)
         _check(record, result)
         snapshot = result.snapshot
         emitted.append((record.seq, result.commands))
-    return ReplayResult(snapshot, tuple(emitted))
+        if result.messages:
+            sent.append((record.seq, result.messages))
+    return ReplayResult(snapshot, tuple(emitted), tuple(sent))
 
 
 def _check(record: JournalRecord, result: StepResult) -> None:
@@ -50,4 +56,9 @@ def _check(record: JournalRecord, result: StepResult) -> None:
         raise ReplayMismatch(
             f"{record.key} seq {record.seq} ({record.event.type}): journal says ignored="
             f"{record.ignored}, replay says ignored={trace.ignored}"
+        )
+    if trace.raised != record.raised:
+        raise ReplayMismatch(
+            f"{record.key} seq {record.seq} ({record.event.type}): journal says raised "
+            f"{list(record.raised)}, replay says raised {list(trace.raised)}"
         )
