@@ -36,6 +36,7 @@ from tests.conftest import TEST_PARTITIONS, Deployment, create_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = str(ROOT / "rss" / "order_fulfillment.yaml")
+SHIPMENT = str(ROOT / "rss" / "shipment.yaml")  # the child workflow the order invokes
 START = '{"type": "$start", "payload": {"order_id": "o", "total": 1, "items": []}}'
 
 
@@ -80,7 +81,7 @@ def test_simulate_reports_a_bad_script_line_as_file_line_and_exit_2(
     line, reason = BAD_SCRIPT_LINES[case]
     events = tmp_path / "e.jsonl"
     events.write_text(f"{START}\n{line}\n")
-    code, _, err = run(capsys, "simulate", ORDER, str(events))
+    code, _, err = run(capsys, "simulate", ORDER, str(events), "--chart", SHIPMENT)
     assert code == 2
     (message,) = err.splitlines()
     assert message.startswith(f"{events}:2: ")
@@ -93,7 +94,7 @@ def test_simulate_holds_script_lines_to_the_limits_in_the_environment(
     monkeypatch.setenv("OMNINODE_MAX_EVENT_BYTES", "100")
     events = tmp_path / "e.jsonl"
     events.write_text(f"{START}\n" + '{"type": "PAY", "payload": {"a": "' + "x" * 100 + '"}}\n')
-    code, _, err = run(capsys, "simulate", ORDER, str(events))
+    code, _, err = run(capsys, "simulate", ORDER, str(events), "--chart", SHIPMENT)
     assert code == 2
     assert err.strip().startswith(f"{events}:2: line is ")
     assert "over the limit of 100 (OMNINODE_MAX_EVENT_BYTES)" in err
@@ -109,7 +110,7 @@ def test_simulate_of_a_timer_beyond_year_9999_is_a_reason_not_a_traceback(
         '{"type": "$start", "at": "9999-12-31T00:00:00Z", '
         '"payload": {"order_id": "o", "total": 1, "items": []}}\n'
     )
-    code, out, err = run(capsys, "simulate", ORDER, str(events))
+    code, out, err = run(capsys, "simulate", ORDER, str(events), "--chart", SHIPMENT)
     if code == 0:
         (row,) = (json.loads(line) for line in out.splitlines())
         assert row["status"] == "failed" and "9999" in row["reason"]
@@ -220,7 +221,7 @@ def test_omninode_prints_no_traceback_for_bad_script_lines(tmp_path: Path) -> No
     events = tmp_path / "e.jsonl"
     events.write_text(START + '\n{"type": "PAY", "payload": {"a": ' + _nested(3000) + "}}\n")
     result = subprocess.run(
-        [sys.executable, "-m", "app.cli.main", "simulate", ORDER, str(events)],
+        [sys.executable, "-m", "app.cli.main", "simulate", ORDER, str(events), "--chart", SHIPMENT],
         capture_output=True,
         text=True,
         timeout=60,

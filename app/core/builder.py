@@ -383,17 +383,19 @@ class ChartBuilder:
     # -- pass 3: whole-chart checks --------------------------------------------------------
 
     def check_events(self, declared: dict[str, Any] | None) -> None:
+        # A raised event is internal: it needs no declaration (a client cannot send it).
+        raised = {name for name, _ in self.raised_names}
         for event, where in self._event_keys:
             base, dot, suffix = event.rpartition(".")
             if dot and f".{suffix}" in RESULT_SUFFIXES:
                 if base not in self._dispatch_names:
                     self.error(
                         where,
-                        f"'{event}' is a result event, but no effect or compute is named "
+                        f"'{event}' is a result event, but no effect, compute or invoke is named "
                         f"'{base}'{_suggest(base, sorted(self._dispatch_names))}",
                     )
                 continue
-            if declared is not None and event not in declared:
+            if declared is not None and event not in declared and event not in raised:
                 self.error(
                     where,
                     f"event '{event}' is not declared under 'events'"

@@ -71,7 +71,7 @@ def _is_enabled(run: MacrostepRun, transition: Transition) -> bool:
                 f"guard '{transition.guard}' raised {type(exc).__name__}: {exc}"
             ) from exc
     if transition.when is not None:
-        verdict = transition.when.evaluate(run.variables())
+        verdict = run.evaluate(transition.when)
         if not isinstance(verdict, bool):
             raise StepFailure(
                 f"'when' expression {transition.when.source!r} (line {transition.when.line}) "
