@@ -81,7 +81,7 @@ def test_start_send_status_history_and_projections(deployment: Deployment) -> No
     snapshot = _poll_status(deployment, "fulfilment.packing.picking")
     assert snapshot["data"]["paid"] == 40 and snapshot["status"] == "active"
     human = omninode(deployment, "status", "order_fulfillment", "c-1")
-    assert "order_fulfillment:c-1  v1  active" in human.stdout
+    assert "order_fulfillment:c-1  v2  active" in human.stdout
     assert "states:  fulfilment.invoicing.invoiced, fulfilment.packing.picking" in human.stdout
 
     history = omninode(deployment, "history", "order_fulfillment", "c-1", "--json")
@@ -96,10 +96,18 @@ def test_start_send_status_history_and_projections(deployment: Deployment) -> No
     )
     omninode(deployment, "send", "order_fulfillment", "c-1", "PICKED")
     final = _poll_status(deployment, "shipped")
-    assert final["seq"] == len(rows) + 1 + 1  # + PICKED + create_shipment.done
+    assert final["seq"] == len(rows) + 1 + 1  # + PICKED + ship.done
+    # The shipment child: `status` shows it on the parent, and the parent on the child.
+    (child,) = final["children"]
+    assert child["status"] == "done" and child["workflow"] == "shipment"
+    parent_view = omninode(deployment, "status", "order_fulfillment", "c-1")
+    assert f"child:   ship shipment:{child['instance_id']} done" in parent_view.stdout
+    child_view = omninode(deployment, "status", "shipment", child["instance_id"])
+    assert "parent:  order_fulfillment:c-1 (invoke ship, " in child_view.stdout
+    assert "shipment:" + child["instance_id"] + "  v1  done" in child_view.stdout
 
     check = _poll(lambda: omninode(deployment, "projections", "check"), lambda r: r.returncode == 0)
-    assert "instance views:       1 (0 differ from published)" in check.stdout
+    assert "instance views:       2 (0 differ from published)" in check.stdout
     # A read model that drifted from the journal is found, and a rebuild repairs it.
     wrong = {
         **json.loads(omninode(deployment, "status", "order_fulfillment", "c-1", "--json").stdout),
@@ -108,7 +116,7 @@ def test_start_send_status_history_and_projections(deployment: Deployment) -> No
     view = {
         "workflow_type": "order_fulfillment",
         "instance_id": "c-1",
-        "workflow_version": 1,
+        "workflow_version": 2,
         "status": wrong["status"],
         "configuration": wrong["configuration"],
         "seq": wrong["seq"],
@@ -122,7 +130,7 @@ def test_start_send_status_history_and_projections(deployment: Deployment) -> No
         )
     )
     drifted = omninode(deployment, "projections", "check")
-    assert drifted.returncode == 1 and "1 (1 differ from published)" in drifted.stdout
+    assert drifted.returncode == 1 and "2 (1 differ from published)" in drifted.stdout
     rebuilt = omninode(deployment, "projections", "rebuild")
     assert rebuilt.returncode == 0 and "published every view and count" in rebuilt.stdout
     assert omninode(deployment, "projections", "check").returncode == 0
