@@ -24,7 +24,7 @@ lint: ## ruff, mypy (strict on app/), import-linter layer contracts
 validate: ## Validate the example workflows in rss/
 	$(VENV)/bin/omninode validate rss/
 
-demo: ## Embedded broker + topics + a faust worker; run the three examples to their end
+demo: ## Embedded broker + topics + a faust worker; run the examples to their end
 	$(VENV)/bin/omninode validate rss/
 	$(VENV)/bin/omninode dev --once
 
