@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -42,6 +43,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return guarded(args)
+    except BrokenPipeError:
+        # The reader went away (`omninode simulate ... | head`): stop quietly, as `cat` does.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except (HandlerImportError, OSError) as exc:
         print(f"omninode: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
