@@ -61,3 +61,45 @@ def test_a_command_round_trips() -> None:
 def test_bad_bytes_are_decode_errors_with_a_reason(data: bytes, reason: str) -> None:
     with pytest.raises(AvroDecodeError, match=reason.replace("(", r"\(").replace(")", r"\)")):
         decode_event(data)
+
+
+def test_records_written_with_the_previous_schemas_are_read_into_the_current_ones() -> None:
+    """A journal written before RSS v1.1 (avro_schemas/history/v1) stays readable: the old
+    id is known, and the new fields take their defaults."""
+    from app.infra.avro import SCHEMA_DIR, AvroCodec
+    from app.infra.wire import decode_journal, event_record
+
+    old_journal = AvroCodec("omninode.JournalRecord", SCHEMA_DIR / "history" / "v1")
+    assert old_journal.schema_id != codec("omninode.JournalRecord").schema_id
+    raw = event_record(EVENT, 3)
+    del raw["parent"], raw["workflow_version"]
+    record = {
+        "seq": 3,
+        "workflow_version": 1,
+        "event": raw,
+        "ignored": False,
+        "status": "active",
+        "configuration": ["a"],
+        "reason": None,
+    }
+    decoded = decode_journal(old_journal.encode(record))
+    assert decoded.event == EVENT and decoded.seq == 3
+    assert decoded.raised == () and decoded.children is None
+    old_event = AvroCodec("omninode.Event", SCHEMA_DIR / "history" / "v1")
+    assert decode_event(old_event.encode(raw)) == EVENT
+
+
+def test_a_child_start_round_trips_with_its_parent_and_pinned_version() -> None:
+    from app.spi.envelopes import ParentRef
+
+    start = Event(
+        "shipment",
+        "o-1.ship.3",
+        "$start",
+        "order:o-1:3:1",
+        "2026-01-01T00:00:00Z",
+        {"order_id": "o-1"},
+        parent=ParentRef("order", "o-1", "ship", "order:o-1:3:1"),
+        workflow_version=2,
+    )
+    assert decode_event(encode_event(start)) == start
