@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import pytest
 
-from app.infra.avro import AvroDecodeError, codec
+from app.infra.avro import SCHEMA_DIR, AvroCodec, AvroDecodeError, codec
 from app.infra.wire import (
     decode_command,
     decode_event,
+    decode_journal,
     encode_command,
     encode_event,
+    event_record,
 )
-from app.spi.envelopes import Command, Event, RetryPolicy
+from app.spi.envelopes import Command, Event, ParentRef, RetryPolicy
 
 EVENT = Event(
     "w",
@@ -66,9 +68,6 @@ def test_bad_bytes_are_decode_errors_with_a_reason(data: bytes, reason: str) -> 
 def test_records_written_with_the_previous_schemas_are_read_into_the_current_ones() -> None:
     """A journal written before RSS v1.1 (avro_schemas/history/v1) stays readable: the old
     id is known, and the new fields take their defaults."""
-    from app.infra.avro import SCHEMA_DIR, AvroCodec
-    from app.infra.wire import decode_journal, event_record
-
     old_journal = AvroCodec("omninode.JournalRecord", SCHEMA_DIR / "history" / "v1")
     assert old_journal.schema_id != codec("omninode.JournalRecord").schema_id
     raw = event_record(EVENT, 3)
@@ -90,8 +89,6 @@ def test_records_written_with_the_previous_schemas_are_read_into_the_current_one
 
 
 def test_a_child_start_round_trips_with_its_parent_and_pinned_version() -> None:
-    from app.spi.envelopes import ParentRef
-
     start = Event(
         "shipment",
         "o-1.ship.3",
