@@ -77,9 +77,7 @@ def test_children_run_on_other_partitions_answer_once_and_cascade_cancels(
     assert cancelled.configuration == ()
     release.touch()  # hold-1's label now answers (stale: its child is cancelled); hold-2 ships
     deployment.run(all_reach(settings, ["hold-2"], SHIPPED))
-    parent = deployment.run(
-        wait_for(settings, "order_fulfillment", "hold-1", _ended("failed"), 60)
-    )
+    parent = deployment.run(wait_for(settings, "order_fulfillment", "hold-1", _ended("failed"), 60))
     assert parent.configuration == ("cancelled_after_payment",)
     assert parent.children[0].status == "cancelled"
     late = deployment.run(_journal_types(settings, "order_fulfillment", "hold-1", "ship.failed"))
