@@ -97,5 +97,7 @@ async def drive(
             f"{run.workflow}:{instance_id}  {step.event:<12} -> {snapshot.status:<7} "
             f"{', '.join(snapshot.configuration)}  (seq {snapshot.seq})"
         )
+        for child in snapshot.children:  # a child workflow it invoked (RSS v1.1 invoke)
+            report(f"    invoked {child.name}: {child.key}  {child.status}")
     assert snapshot is not None
     return snapshot
