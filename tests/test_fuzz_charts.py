@@ -1,6 +1,8 @@
 """Fuzzing chart YAML: no chart text takes a worker down.
 
-The invariant, checked on mutated example charts and on small charts made from scratch:
+The invariant, checked on mutated example charts and on small charts made from scratch
+(RSS v1.1 included: ``raise`` items, ``invoke`` entries, ``output``, ``in_state`` calls,
+valid and not):
 
 * **load_chart either refuses or accepts** — it raises :class:`ChartError` whose every
   diagnostic has the file and a line >= 1 (within the text), or it returns a chart; never
@@ -186,9 +188,37 @@ WHENS = [
     "event.payload.x == 1",
     "data.missing > 1",
     "[[[[[[1]]]]]] == [[[[[[1]]]]]]",
+    'in_state("a")',
+    'in_state("a.x")',
+    'in_state("a") || in_state("nowhere")',
     "",
     "(((",
 ]
+# RSS v1.1 `raise` items: valid names and payloads, then `$` names, result names of the
+# effect `work` and the invoke `kid_a`, and malformed items.
+RAISED = [
+    "GO",
+    "STOP",
+    "other.timeout",
+    {"event": "GO", "payload": {"x": "data.n"}},
+    {"event": "STOP", "payload": {"x": "1 / 0", "y": 'in_state("b")'}},
+]
+ODD_RAISED = [
+    "$done.a",
+    "$start",
+    "work.done",
+    "kid_a.failed",
+    {"event": "GO", "payload": "not a map"},
+    {"payload": {}},
+    "",
+]
+
+
+def raised_items() -> st.SearchStrategy[Any]:
+    """Mostly valid raised items, now and then one the loader refuses."""
+    return st.one_of(*[st.sampled_from(RAISED)] * 4, st.sampled_from(ODD_RAISED))
+
+
 EXPRS = [
     "data.n + 1",
     "event.payload",
@@ -251,6 +281,8 @@ def transition(draw: st.DrawFn, targets: list[str]) -> Any:
             )
         }
     if draw(st.integers(0, 3)) == 0:
+        spec["raise"] = draw(st.lists(raised_items(), min_size=1, max_size=3))
+    if draw(st.integers(0, 3)) == 0:
         effect: dict[str, Any] = {"name": "work"}
         if draw(st.booleans()):
             effect["timeout"] = draw(some_delays())
@@ -261,6 +293,43 @@ def transition(draw: st.DrawFn, targets: list[str]) -> Any:
         spec["effects"] = [effect]
     if not spec:
         return draw(st.sampled_from(targets))
+    return spec
+
+
+@st.composite
+def invoke_entry(draw: st.DrawFn, name: str) -> Any:
+    """An RSS v1.1 ``invoke`` entry: mostly valid, a quarter of them with one odd field (a
+    name clashing with the effect ``work`` or breaking the pattern, an odd version, id,
+    input or timeout)."""
+    spec: dict[str, Any] = {"name": name, "workflow": draw(st.sampled_from(["child", "fz"]))}
+    if draw(st.booleans()):
+        spec["version"] = draw(st.sampled_from([1, 2]))
+    if draw(st.booleans()):
+        spec["input"] = {"k": draw(st.sampled_from(["data.n", "1 / 0", 'in_state("c")']))}
+    if draw(st.booleans()):
+        spec["id"] = draw(st.sampled_from(["'fixed'", "data.n", "'x' * 3", "'" + "k" * 300 + "'"]))
+    if draw(st.booleans()):
+        spec["timeout"] = draw(st.sampled_from(VALID_DELAYS))
+    if draw(st.sampled_from([False, False, False, True])):
+        field, odd = draw(
+            st.sampled_from(
+                [
+                    ("name", "work"),
+                    ("name", "Bad-Name"),
+                    ("name", ""),
+                    ("workflow", "no such type"),
+                    ("version", 0),
+                    ("version", "2"),
+                    ("version", 10**30),
+                    ("input", "data"),
+                    ("id", ""),
+                    ("id", "((("),
+                    ("timeout", "-1s"),
+                    ("timeout", "99999999d"),
+                ]
+            )
+        )
+        spec[field] = odd
     return spec
 
 
@@ -295,9 +364,15 @@ def scratch_documents(draw: st.DrawFn) -> dict[str, Any]:
             node["after"] = [timer]
         if draw(st.integers(0, 2)) == 0:
             node["entry"] = {"assign": {"n": draw(st.sampled_from(EXPRS))}}
+        if draw(st.integers(0, 3)) == 0:
+            node["invoke"] = [draw(invoke_entry(f"kid_{name}"))]
+        if draw(st.sampled_from([False] * 11 + [True])):  # not a top-level final: refused
+            node["output"] = {"x": draw(st.sampled_from(EXPRS))}
         states[name] = node
     if len(names) > 1 and draw(st.booleans()):
         states[names[-1]] = {"type": "final"}
+        if draw(st.booleans()):
+            states[names[-1]]["output"] = {"x": draw(st.sampled_from(EXPRS))}
     jumps = {f"JUMP_{name}": name for name in names[1:]}  # every state reachable
     states[names[0]]["on"] = {**states[names[0]].get("on", {}), **jumps}
     doc: dict[str, Any] = {"rss": 1, "workflow": "fz", "version": 1, "initial": names[0]}
@@ -319,7 +394,8 @@ def scratch_documents(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def semantic_mutation(draw: st.DrawFn, text: str) -> str:
-    """An example with odd but well-formed content: data values, timers, assignments."""
+    """An example with odd but well-formed content: data values, timers, assignments,
+    raised events."""
     parsed, _ = parse_yaml(text, FILE)  # `on:` stays a string (yaml.safe_load makes it True)
     assert parsed is not None
     doc = parsed.data
@@ -339,7 +415,7 @@ def semantic_mutation(draw: st.DrawFn, text: str) -> str:
         if node.get("type") in ("final", "history"):
             kind = "data"
         else:
-            kind = draw(st.sampled_from(["data", "after", "assign", "always"]))
+            kind = draw(st.sampled_from(["data", "after", "assign", "always", "raise"]))
         if kind == "data":
             doc.setdefault("data", {})[draw(st.sampled_from(["n", "x", "fz"]))] = draw(
                 json_values()
@@ -352,6 +428,11 @@ def semantic_mutation(draw: st.DrawFn, text: str) -> str:
             node["entry"] = {
                 **(node.get("entry") or {}),
                 "assign": {"fz": draw(st.sampled_from(EXPRS))},
+            }
+        elif kind == "raise":
+            node["entry"] = {
+                **(node.get("entry") or {}),
+                "raise": draw(st.lists(raised_items(), min_size=1, max_size=2)),
             }
         else:
             node["always"] = [

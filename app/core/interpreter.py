@@ -102,7 +102,7 @@ def _step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     if snapshot is None:
         if event.type != START:
             return _rejected(None, event, "no such instance: the first event must be $start")
-        problem = payload_problem(chart, event)
+        problem = payload_problem(chart, event) or _child_start_problem(chart, event)
         return _rejected(None, event, problem) if problem else _start(chart, event)
     if event.event_id in snapshot.recent_event_ids or _is_own_start(snapshot, event):
         return StepResult(snapshot, (), StepTrace("duplicate", event.type, None, "already applied"))
@@ -115,6 +115,19 @@ def _step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     if event.type == START:
         return _ignored(base, event, "an instance with that id already exists")
     return _deliver(chart, base, event)
+
+
+def _child_start_problem(chart: Chart, event: Event) -> str | None:
+    """A child's input failing its ``data_schema`` is a refused start (answered ``.failed``
+    with status ``rejected``), not a failed instance; a plain ``$start`` keeps v1's
+    behaviour (the instance fails)."""
+    if event.parent is None:
+        return None
+    try:
+        check_data_schema(chart, {**chart.initial_data, **event.payload})
+    except StepFailure as failure:
+        return str(failure)
+    return None
 
 
 def _is_own_start(snapshot: Snapshot, event: Event) -> bool:
