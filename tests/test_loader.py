@@ -224,7 +224,7 @@ def test_result_event_for_unknown_dispatch_and_undeclared_event() -> None:
         """
     )
     assert found == [
-        "bad.yaml:11: 'chage_card.done' is a result event, but no effect or compute is named "
+        "bad.yaml:11: 'chage_card.done' is a result event, but no effect, compute or invoke is named "
         "'chage_card' (did you mean 'charge_card'?)",
         "bad.yaml:12: event 'GOO' is not declared under 'events' (did you mean 'GO'?)",
     ]
