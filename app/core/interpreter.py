@@ -68,14 +68,6 @@ class StepResult:
     messages: tuple[Event, ...] = ()
 
 
-def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
-    """Apply one event to one instance. Never raises for a valid chart; a malformed envelope
-    (bad time, empty id or type, a payload that is not plain JSON within the chart's
-    ``json_depth``) is rejected with the reason, like any invalid event."""
-    result = _step(chart, snapshot, event)
-    return with_parent_answer(snapshot, event, result, chart.limits.result_bytes)
-
-
 def with_parent_answer(
     before: Snapshot | None,
     event: Event,
@@ -95,7 +87,13 @@ def with_parent_answer(
     return replace(result, messages=(*result.messages, reply))
 
 
-def _step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
+def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
+    """Apply one event to one instance. Never raises for a valid chart; a malformed envelope
+    (bad time, empty id or type, a payload that is not plain JSON within the chart's
+    ``json_depth``) is rejected with the reason, like any invalid event.
+
+    A child's step that ends it answers its parent, and a refused child ``$start`` answers
+    ``.failed`` (:func:`with_parent_answer`, applied where those outcomes are made)."""
     problem = envelope_problem(event) or plain_payload_problem(chart, event)
     if problem:
         return _rejected(snapshot, event, problem)
@@ -104,7 +102,9 @@ def _step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
             return _rejected(None, event, "no such instance: the first event must be $start")
         problem = payload_problem(chart, event) or _child_start_problem(chart, event)
         return _rejected(None, event, problem) if problem else _start(chart, event)
-    if event.event_id in snapshot.recent_event_ids or _is_own_start(snapshot, event):
+    if event.event_id in snapshot.recent_event_ids or (
+        event.type == START and _is_own_start(snapshot, event)
+    ):
         return StepResult(snapshot, (), StepTrace("duplicate", event.type, None, "already applied"))
     problem = payload_problem(chart, event)
     if problem:
@@ -113,7 +113,8 @@ def _step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     if not snapshot.is_active:
         return _ignored(base, event, f"instance is {snapshot.status}")
     if event.type == START:
-        return _ignored(base, event, "an instance with that id already exists")
+        refused = _ignored(base, event, "an instance with that id already exists")
+        return with_parent_answer(snapshot, event, refused, chart.limits.result_bytes)
     return _deliver(chart, base, event)
 
 
@@ -244,7 +245,7 @@ def _run_macrostep(
     try:
         changed = body()
         if changed:
-            if run.status == "active":
+            if run.entered and run.status == "active":
                 run.start_invocations()
             check_data_schema(run.chart, run.data)
     except StepFailure as failure:
@@ -257,10 +258,10 @@ def _run_macrostep(
             timers=tuple(run.timers),
             pending=tuple(run.pending),
             completed_effects=tuple(run.completed),
-            children=tuple(run.children),
+            children=run.children,
         )
         ignored = _ignored(quiet, run.event, "no transition selected")
-        return replace(ignored, messages=tuple(run.messages))
+        return replace(ignored, messages=tuple(run.messages)) if run.messages else ignored
     return _applied(plans, base, run)
 
 
@@ -275,30 +276,34 @@ def _applied(plans: ChartPlans, base: Snapshot, run: MacrostepRun) -> StepResult
     configuration = (
         plans.atomic_configuration(chart, run.config) if run.status != "cancelled" else ()
     )
-    # One constructor call instead of dataclasses.replace: this runs on every applied step.
+    # One positional constructor call (fields in declaration order) instead of
+    # dataclasses.replace or keywords: this runs on every applied step.
     snapshot = Snapshot(
-        workflow=base.workflow,
-        version=base.version,
-        instance_id=base.instance_id,
-        status=run.status,
-        configuration=configuration,
-        data=run.data,
-        seq=base.seq,
-        history=dict(run.history),
-        timers=tuple(run.timers),
-        pending=tuple(run.pending),
-        completed_effects=tuple(run.completed),
-        recent_event_ids=base.recent_event_ids,
-        updated_at=base.updated_at,
-        reason=_final_reason(run),
-        parent=base.parent,
-        children=tuple(run.children),
-        output=run.output,
+        base.workflow,
+        base.version,
+        base.instance_id,
+        run.status,
+        configuration,
+        run.data,
+        base.seq,
+        dict(run.history),
+        tuple(run.timers),
+        tuple(run.pending),
+        tuple(run.completed),
+        base.recent_event_ids,
+        base.updated_at,
+        _final_reason(run),
+        base.parent,
+        run.children,
+        run.output,
     )
-    trace = StepTrace(
-        "applied", run.event.type, base.seq, None, tuple(run.taken), tuple(run.raised)
-    )
-    return StepResult(snapshot, tuple(commands), trace, messages=tuple(run.messages))
+    raised = tuple(run.raised) if run.raised else ()
+    trace = StepTrace("applied", run.event.type, base.seq, None, tuple(run.taken), raised)
+    messages = tuple(run.messages) if run.messages else ()
+    applied = StepResult(snapshot, tuple(commands), trace, None, messages)
+    if base.parent is None or run.status == "active":
+        return applied
+    return with_parent_answer(None, run.event, applied, chart.limits.result_bytes)  # a child ended
 
 
 def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> StepResult:
@@ -317,7 +322,8 @@ def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> Ste
     )
     trace = StepTrace("failed", run.event.type, base.seq, reason)
     cancels = child_cancels(run.event, base.pending)
-    return StepResult(snapshot, tuple(commands), trace, messages=tuple(cancels))
+    failed = StepResult(snapshot, tuple(commands), trace, messages=tuple(cancels))
+    return with_parent_answer(None, run.event, failed, chart.limits.result_bytes)
 
 
 def cancelled_children(snapshot: Snapshot) -> tuple[ChildRun, ...]:
@@ -333,7 +339,8 @@ def _ignored(base: Snapshot, event: Event, reason: str) -> StepResult:
 
 
 def _rejected(snapshot: Snapshot | None, event: Event, reason: str) -> StepResult:
-    return StepResult(snapshot, (), StepTrace("rejected", event.type, None, reason))
+    rejected = StepResult(snapshot, (), StepTrace("rejected", event.type, None, reason))
+    return with_parent_answer(snapshot, event, rejected) if event.parent is not None else rejected
 
 
 def _final_reason(run: MacrostepRun) -> str | None:

@@ -56,7 +56,7 @@ class MacrostepRun:
         # Events for other instances: child starts and cancels (the child's answer is added
         # by the interpreter when the step ends an instance that has a parent).
         self.messages: list[Event] = []
-        self.children = list(base.children)
+        self.children = base.children  # a new tuple when a child starts or ends
         self.output: JsonObject | None = None
         self.entered: list[str] = []  # states entered with an `invoke`, started at the end
         # SCXML's internal event queue: raised events and done events, with their payloads.
@@ -215,7 +215,7 @@ class MacrostepRun:
             )
             self.timers.append(timer)
         child = ChildRun(spec.name, spec.workflow, child_id, dispatch_id, "running")
-        self.children = [*self.children, child][-CHILD_WINDOW:]
+        self.children = (*self.children, child)[-CHILD_WINDOW:]
 
     def _child_id(self, spec: InvokeSpec) -> str:
         if spec.id is None:
@@ -234,12 +234,12 @@ class MacrostepRun:
         return value
 
     def _mark_child(self, dispatch_id: str, status: str) -> None:
-        self.children = [
+        self.children = tuple(
             ChildRun(c.name, c.workflow, c.instance_id, c.dispatch_id, status)
             if c.dispatch_id == dispatch_id
             else c
             for c in self.children
-        ]
+        )
 
     def _drop_pending(self, dropped: list[PendingDispatch]) -> None:
         """Pending work forgotten unanswered: its children are cancelled."""
