@@ -10,6 +10,8 @@ derives from the dispatch id, so a step replayed after a crash sends the same ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from app.core.snapshot import PendingDispatch, Snapshot
 from app.spi.envelopes import CANCEL, START, Event, JsonObject, ParentRef
 from app.spi.limits import DEFAULT_LIMITS, canonical_json
@@ -53,9 +55,7 @@ def child_cancel(cause: Event, pending: PendingDispatch) -> Event:
     )
 
 
-def child_cancels(
-    cause: Event, pending: tuple[PendingDispatch, ...] | list[PendingDispatch]
-) -> list[Event]:
+def child_cancels(cause: Event, pending: Sequence[PendingDispatch]) -> list[Event]:
     """``$cancel`` for every child among ``pending``, in order."""
     return [child_cancel(cause, p) for p in pending if p.kind == "workflow"]
 

@@ -177,13 +177,13 @@ def _deliver(chart: Chart, base: Snapshot, event: Event) -> StepResult:
         timer = next((t for t in base.timers if _timer_matches(t.id, t.event, event)), None)
         if timer is None:
             return _ignored(base, event, "timer is no longer armed")
-        run.timers.remove(timer)
+        run.disarm(timer)
     elif _is_result(chart, event.type):
         if event.timer_id is not None:  # an invoke's timeout, fired by its timer
             timer = next((t for t in base.timers if t.id == event.timer_id), None)
             if timer is None:
                 return _ignored(base, event, "timer is no longer armed")
-            run.timers.remove(timer)
+            run.disarm(timer)
         pending = _matching_dispatch(base, event)
         if pending is None:
             return _ignored(base, event, "result for a dispatch that is no longer pending")
@@ -255,9 +255,9 @@ def _run_macrostep(
         # (a timed-out child is still cancelled).
         quiet = replace(
             base,
-            timers=tuple(run.timers),
-            pending=tuple(run.pending),
-            completed_effects=tuple(run.completed),
+            timers=run.timers,
+            pending=run.pending,
+            completed_effects=run.completed,
             children=run.children,
         )
         ignored = _ignored(quiet, run.event, "no transition selected")
@@ -286,10 +286,10 @@ def _applied(plans: ChartPlans, base: Snapshot, run: MacrostepRun) -> StepResult
         configuration,
         run.data,
         base.seq,
-        dict(run.history),
-        tuple(run.timers),
-        tuple(run.pending),
-        tuple(run.completed),
+        run.history,
+        run.timers,
+        run.pending,
+        run.completed,
         base.recent_event_ids,
         base.updated_at,
         _final_reason(run),
@@ -309,7 +309,7 @@ def _applied(plans: ChartPlans, base: Snapshot, run: MacrostepRun) -> StepResult
 def _failed(chart: Chart, base: Snapshot, run: MacrostepRun, reason: str) -> StepResult:
     """Discard the step's changes; keep the last valid data and configuration; compensate;
     cancel the children that were running before the step."""
-    completed = list(run.completed)
+    completed = run.completed
     commands = compensation_commands(chart, base.instance_id, base.seq, completed)
     snapshot = replace(
         base,

@@ -7,7 +7,7 @@ and never stored: the snapshot it starts from is frozen and left untouched.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from app.core.composition import child_cancels, child_start
@@ -41,6 +41,36 @@ _DEFAULT_RETRY = RetryPolicy()
 class MacrostepRun:
     """Working state for one event: configuration, data, timers, pending work, commands."""
 
+    # Slots: one of these is built per event, and its attributes are read in every microstep.
+    __slots__ = (
+        "_event_vars",
+        "_ids",
+        "chart",
+        "children",
+        "commands",
+        "completed",
+        "config",
+        "data",
+        "entered",
+        "evaluations",
+        "event",
+        "final_state",
+        "history",
+        "instance_id",
+        "internal_queue",
+        "json_depth",
+        "messages",
+        "microsteps",
+        "now_ms",
+        "output",
+        "pending",
+        "raised",
+        "seq",
+        "status",
+        "taken",
+        "timers",
+    )
+
     def __init__(self, chart: Chart, base: Snapshot, event: Event, full_config: set[str]) -> None:
         self.chart = chart
         self.event = event
@@ -48,10 +78,12 @@ class MacrostepRun:
         self.instance_id = base.instance_id
         self.config = full_config
         self.data: Mapping[str, Any] = base.data
-        self.history = dict(base.history)
-        self.timers = list(base.timers)
-        self.pending = list(base.pending)
-        self.completed = list(base.completed_effects)
+        # Copy on write: most steps change none of these, so the snapshot's own tuples (and
+        # history mapping) are kept, and replaced by new ones when something changes.
+        self.history: Mapping[str, tuple[str, ...]] = base.history
+        self.timers: tuple[Timer, ...] = base.timers
+        self.pending: tuple[PendingDispatch, ...] = base.pending
+        self.completed: tuple[CompletedEffect, ...] = base.completed_effects
         self.commands: list[Command] = []
         # Events for other instances: child starts and cancels (the child's answer is added
         # by the interpreter when the step ends an instance that has a parent).
@@ -125,8 +157,9 @@ class MacrostepRun:
             value = self.evaluate(assignment.expr)
             value = to_json_value(value, where, self.json_depth)
             self.data = set_path(self.data, assignment.path, value)
-        for raised in actions.raises:
-            self.raise_event(raised)
+        if actions.raises:
+            for raised in actions.raises:
+                self.raise_event(raised)
         for spec in actions.effects:
             self.dispatch(spec, owner)
         for spec in actions.computes:
@@ -149,7 +182,7 @@ class MacrostepRun:
         )
         self.commands.append(command)
         if spec.mode == "await":
-            self.pending.append(
+            self._add_pending(
                 PendingDispatch(
                     dispatch_id=command.command_id,
                     name=spec.name,
@@ -196,7 +229,7 @@ class MacrostepRun:
         self.messages.append(
             child_start(self.event, parent, spec.workflow, child_id, payload, spec.version)
         )
-        self.pending.append(
+        self._add_pending(
             PendingDispatch(
                 dispatch_id,
                 spec.name,
@@ -213,7 +246,7 @@ class MacrostepRun:
             timer = Timer(
                 self.next_id("t"), deadline, f"{spec.name}.timeout", owner, -1, dispatch_id
             )
-            self.timers.append(timer)
+            self._add_timer(timer)
         child = ChildRun(spec.name, spec.workflow, child_id, dispatch_id, "running")
         self.children = (*self.children, child)[-CHILD_WINDOW:]
 
@@ -241,7 +274,7 @@ class MacrostepRun:
             for c in self.children
         )
 
-    def _drop_pending(self, dropped: list[PendingDispatch]) -> None:
+    def _drop_pending(self, dropped: Sequence[PendingDispatch]) -> None:
         """Pending work forgotten unanswered: its children are cancelled."""
         for cancel in child_cancels(self.event, dropped):
             self.messages.append(cancel)
@@ -262,30 +295,45 @@ class MacrostepRun:
 
     def arm(self, state: str, timer: AfterTimer) -> None:
         deadline = self._deadline(timer.delay_ms, timer.event)
-        self.timers.append(Timer(self.next_id("t"), deadline, timer.event, state, timer.index))
+        self._add_timer(Timer(self.next_id("t"), deadline, timer.event, state, timer.index))
+
+    def _add_pending(self, pending: PendingDispatch) -> None:
+        self.pending = (*self.pending, pending)
+
+    def _add_timer(self, timer: Timer) -> None:
+        self.timers = (*self.timers, timer)
+
+    def _add_completed(self, done: CompletedEffect) -> None:
+        self.completed = (*self.completed, done)
+
+    def disarm(self, timer: Timer) -> None:
+        self.timers = tuple(t for t in self.timers if t is not timer)
+
+    def record_history(self, state: str, recorded: tuple[str, ...]) -> None:
+        self.history = {**self.history, state: recorded}
 
     def cancel_owned_by(self, state: str) -> None:
-        if not self.timers and not self.pending:
-            return
-        self.timers = [t for t in self.timers if t.state != state]
-        stale = [p for p in self.pending if p.owner == state]
-        if stale:
-            self.pending = [p for p in self.pending if p.owner != state]
-            self._drop_pending(stale)
+        if self.timers and any(t.state == state for t in self.timers):
+            self.timers = tuple(t for t in self.timers if t.state != state)
+        if self.pending:
+            stale = [p for p in self.pending if p.owner == state]
+            if stale:
+                self.pending = tuple(p for p in self.pending if p.owner != state)
+                self._drop_pending(stale)
 
     def settle(self, pending: PendingDispatch, result_type: str) -> None:
         """A result arrived for ``pending``: forget it, and remember it for the saga; a
         child's answer disarms its timeout, and a timeout cancels the child."""
-        self.pending = [p for p in self.pending if p.dispatch_id != pending.dispatch_id]
+        self.pending = tuple(p for p in self.pending if p.dispatch_id != pending.dispatch_id)
         if pending.kind == "workflow":
             outcome = result_type.rpartition(".")[2]
-            self.timers = [t for t in self.timers if t.dispatch_id != pending.dispatch_id]
+            self.timers = tuple(t for t in self.timers if t.dispatch_id != pending.dispatch_id)
             if outcome == "timeout":
                 self._drop_pending([pending])
             self._mark_child(pending.dispatch_id, outcome)
             return
         if result_type.endswith(".done") and pending.compensate:
-            self.completed.append(
+            self._add_completed(
                 CompletedEffect(
                     dispatch_id=pending.dispatch_id,
                     name=pending.name,
@@ -298,15 +346,15 @@ class MacrostepRun:
     def finish(self, status: InstanceStatus, final_state: str | None) -> None:
         self.status = status
         self.final_state = final_state
-        self.timers = []
+        self.timers = ()
         self._drop_pending(self.pending)
-        self.pending = []
+        self.pending = ()
         self.internal_queue.clear()
         self.entered.clear()
 
 
 def compensation_commands(
-    chart: Chart, instance_id: str, seq: int, completed: list[CompletedEffect]
+    chart: Chart, instance_id: str, seq: int, completed: Sequence[CompletedEffect]
 ) -> list[Command]:
     """Fire-and-forget compensations, most recently completed effect first."""
     commands = []

@@ -176,7 +176,7 @@ def exit_states(run: MacrostepRun, ordered: Sequence[str]) -> None:
         for child in chart.states[path].children:
             history = chart.states[child]
             if history.is_history:
-                run.history[child] = _recorded(run, path, deep=history.history_type == "deep")
+                run.record_history(child, _recorded(run, path, deep=history.history_type == "deep"))
     for path in ordered:
         node = chart.states[path]
         if not node.exit.is_empty:
