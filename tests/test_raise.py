@@ -81,9 +81,10 @@ def test_raised_events_get_no_seq_and_the_next_external_event_gets_the_next_one(
     result = driver.send("GO")
     assert (result.trace.seq, driver.snapshot.seq) == (2, 2)
     assert driver.snapshot.recent_event_ids == ("e1", "e2")
-    again = driver.send("R3")  # raised names may also arrive from outside, with a seq
-    assert (again.trace.outcome, again.trace.seq, again.trace.raised) == ("applied", 3, ())
-    assert driver.data["log"] == ["R1", "RP", "done $done.p", "R3", "R3"]
+    again = driver.send("R3")  # a raised name is internal: refused from outside, no seq
+    assert (again.trace.outcome, again.trace.seq, again.trace.raised) == ("rejected", None, ())
+    assert driver.snapshot.seq == 2
+    assert driver.data["log"] == ["R1", "RP", "done $done.p", "R3"]
 
 
 PAYLOADS = """\
@@ -264,3 +265,33 @@ states:
     assert driver.config == ("c",)
     assert driver.data["log"] == ["left a, in b"]
     assert result.trace.raised == ("LEFT_A",)
+
+
+INTERNAL = """\
+events: {GO: {}, SHARED: {}}
+initial: a
+states:
+  a:
+    on:
+      GO: {raise: [inner, SHARED]}
+      inner: b
+      SHARED: c
+  b: {}
+  c: {}
+"""
+
+
+def test_a_raised_name_sent_from_outside_is_rejected_unless_declared() -> None:
+    driver = drive(INTERNAL)
+    refused = driver.send("inner")
+    assert refused.trace.outcome == "rejected"
+    assert refused.trace.reason == "'inner' is an internal event of w (raised by the chart)"
+    assert driver.config == ("a",) and driver.snapshot is not None and driver.snapshot.seq == 1
+    assert driver.send("SHARED").trace.outcome == "applied"  # declared: clients may send it
+    assert driver.config == ("c",)
+
+
+def test_the_chart_itself_still_handles_its_internal_event() -> None:
+    driver = drive(INTERNAL)
+    result = driver.send("GO")
+    assert result.trace.raised == ("inner", "SHARED") and driver.config == ("b",)

@@ -472,6 +472,9 @@ class ChartBuilder:
             facts=chart_facts(nodes),
             validators=validators,
             limits=self.limits,
+            internal_events=frozenset(
+                name for name, _ in self.raised_names if name not in (data.get("events") or {})
+            ),
         )
 
 

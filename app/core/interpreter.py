@@ -97,6 +97,9 @@ def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     problem = envelope_problem(event) or plain_payload_problem(chart, event)
     if problem:
         return _rejected(snapshot, event, problem)
+    if chart.internal_events and event.type in chart.internal_events:
+        reason = f"'{event.type}' is an internal event of {chart.workflow} (raised by the chart)"
+        return _rejected(snapshot, event, reason)
     if snapshot is None:
         if event.type != START:
             return _rejected(None, event, "no such instance: the first event must be $start")

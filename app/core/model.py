@@ -198,6 +198,8 @@ class Chart:
     validators: Mapping[str, Any] = field(compare=False, repr=False, default_factory=dict)
     # The limits the chart was loaded with; the reducer holds its steps to them too.
     limits: Limits = field(compare=False, repr=False, default=DEFAULT_LIMITS)
+    # Raised event names not declared under `events:`: internal, refused from outside.
+    internal_events: frozenset[str] = frozenset()
 
     @property
     def root(self) -> StateNode:
