@@ -71,7 +71,7 @@ def test_records_written_with_the_previous_schemas_are_read_into_the_current_one
     old_journal = AvroCodec("omninode.JournalRecord", SCHEMA_DIR / "history" / "v1")
     assert old_journal.schema_id != codec("omninode.JournalRecord").schema_id
     raw = event_record(EVENT, 3)
-    del raw["parent"], raw["workflow_version"]
+    del raw["parent"], raw["version"]
     record = {
         "seq": 3,
         "workflow_version": 1,
@@ -97,6 +97,6 @@ def test_a_child_start_round_trips_with_its_parent_and_pinned_version() -> None:
         "2026-01-01T00:00:00Z",
         {"order_id": "o-1"},
         parent=ParentRef("order", "o-1", "ship", "order:o-1:3:1"),
-        workflow_version=2,
+        version=2,
     )
     assert decode_event(encode_event(start)) == start

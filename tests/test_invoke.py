@@ -138,7 +138,7 @@ def test_entering_an_invoking_state_sends_the_child_start_message() -> None:
         causation_id="e2",
         correlation_id="corr-1",
         parent=ParentRef("parent", "p1", "ship", DISPATCH),
-        workflow_version=None,
+        version=None,
     )
     assert start.key == "child:p1.ship.2"
 
@@ -192,12 +192,12 @@ def test_a_cel_id_and_a_version_pin_and_two_invokes_start_in_document_order() ->
     world.send(event("parent", "p1", "$start", "e1"))
     result = world.step(event("parent", "p1", "GO_CUSTOM", "e2"))
     first, second = result.messages
-    assert (first.instance_id, first.event_id, first.workflow_version) == (
+    assert (first.instance_id, first.event_id, first.version) == (
         "o-1-ship",
         "parent:p1:2:1",
         1,
     )
-    assert (second.instance_id, second.event_id, second.workflow_version) == (
+    assert (second.instance_id, second.event_id, second.version) == (
         "p1.second.2",
         "parent:p1:2:2",
         None,

@@ -38,7 +38,7 @@ def child_start(
         causation_id=cause.event_id,
         correlation_id=cause.correlation_id or cause.event_id,
         parent=parent,
-        workflow_version=version,
+        version=version,
     )
 
 

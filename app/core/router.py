@@ -2,7 +2,8 @@
 event to the right chart's reducer (router -> subreducers -> statechart).
 
 An instance stays on the chart version it started with; new instances use the latest, or
-the version their ``$start`` pins (``workflow_version``, set by a parent's ``invoke``).
+the version their ``$start`` pins (the envelope's ``version``: ``omninode start --version``,
+or a parent's ``invoke``).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ class ChartRegistry:
         """Step ``event`` with the chart its instance runs on, held to the chart's limits;
         unknown types are rejected."""
         try:
-            version = snapshot.version if snapshot is not None else event.workflow_version
+            version = snapshot.version if snapshot is not None else event.version
             chart = self.get(event.workflow_type, version)
         except UnknownWorkflow as exc:
             refused = StepResult(snapshot, (), StepTrace("rejected", event.type, None, str(exc)))

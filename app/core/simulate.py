@@ -39,7 +39,7 @@ from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
 MAX_TIMER_FIRINGS_PER_MOVE = 10_000
 # Messages between instances processed for one script line: an invoke loop stops here.
 MAX_MESSAGES_PER_LINE = 10_000
-_EVENT_KEYS = {"type", "payload", "at", "id", "dispatch_id", "workflow", "instance"}
+_EVENT_KEYS = {"type", "payload", "at", "id", "dispatch_id", "workflow", "instance", "version"}
 _TEXT_KEYS = ("id", "dispatch_id", "workflow", "instance")
 # The clock's range: instants are ISO-8601 text, whose years end at 9999.
 LATEST_MS = parse_instant_ms("9999-12-31T23:59:59.999Z")
@@ -59,6 +59,7 @@ class ScriptLine:
     # the first chart's workflow and the ``--instance`` id.
     workflow: str | None = None
     instance: str | None = None
+    version: int | None = None  # a $start pinned to a loaded version of its chart
 
 
 def parse_script(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> list[ScriptLine]:
@@ -129,10 +130,25 @@ def _parse_line(raw: str, file: str, number: int, limits: Limits) -> ScriptLine:
             if name in obj and not isinstance(obj[name], str):
                 raise ValueError(f"'{name}' must be a string")
         at = _instant_ms(obj["at"]) if "at" in obj else None
+        version = _version(obj)
     except ValueError as exc:
         raise SimulationInputError(file, number, str(exc)) from exc
-    texts = [obj.get(name) for name in _TEXT_KEYS]
-    return ScriptLine(number, None, obj["type"], payload, at, *texts)
+    event_id, dispatch_id, workflow, instance = (obj.get(name) for name in _TEXT_KEYS)
+    return ScriptLine(
+        number, None, obj["type"], payload, at, event_id, dispatch_id, workflow, instance, version
+    )
+
+
+def _version(obj: dict[str, Any]) -> int | None:
+    """A ``$start`` line's ``version``: the chart version the instance starts on."""
+    if "version" not in obj:
+        return None
+    version = obj["version"]
+    if obj["type"] != START:
+        raise ValueError("'version' applies only to a $start line")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ValueError(f"'version' must be a positive integer, not {json.dumps(version)[:40]}")
+    return version
 
 
 def _instant_ms(value: object) -> int:
@@ -207,10 +223,9 @@ class Simulator:
             payload=line.payload,
             dispatch_id=line.dispatch_id,
             # The script simulates CHART: its $start stays on CHART's version even when a
-            # later version of the same workflow is loaded beside it.
-            workflow_version=(
-                self.chart.version if kind == START and workflow == self.chart.workflow else None
-            ),
+            # later version of the same workflow is loaded beside it, unless the line pins one.
+            version=line.version
+            or (self.chart.version if kind == START and workflow == self.chart.workflow else None),
         )
 
     def _within_range(self, target_ms: int, line: ScriptLine) -> int:

@@ -106,10 +106,10 @@ class Event:
     timer_id: str | None = None
     causation_id: str | None = None
     correlation_id: str | None = None
-    # On a child's ``$start`` (RSS v1.1 ``invoke``): the invoking instance, and the chart
-    # version the child is pinned to (None: the latest loaded).
+    # On a ``$start``: the chart version the new instance runs on (None: the latest
+    # loaded), and for a child (RSS v1.1 ``invoke``) the invoking instance.
     parent: ParentRef | None = None
-    workflow_version: int | None = None
+    version: int | None = None
 
     @property
     def key(self) -> str:
@@ -128,7 +128,7 @@ class Event:
             "causation_id": self.causation_id,
             "correlation_id": self.correlation_id,
             "parent": self.parent.to_dict() if self.parent is not None else None,
-            "workflow_version": self.workflow_version,
+            "version": self.version,
         }
 
     @classmethod
@@ -148,7 +148,7 @@ class Event:
             causation_id=_optional_str(raw.get("causation_id")),
             correlation_id=_optional_str(raw.get("correlation_id")),
             parent=_parent(raw.get("parent")),
-            workflow_version=_optional_int(raw.get("workflow_version")),
+            version=_optional_int(raw.get("version")),
         )
 
 
