@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from app.core import composition_build, paths
+from app.core import composition_build, migration_build, paths
 from app.core.durations import format_duration, parse_duration_ms
 from app.core.errors import Diagnostic
 from app.core.expressions import CelSyntaxError, Expr, compile_expr
@@ -472,6 +472,7 @@ class ChartBuilder:
             facts=chart_facts(nodes),
             validators=validators,
             limits=self.limits,
+            migrations=migration_build.migrations(self, data.get("migrate") or [], data["version"]),
             internal_events=frozenset(
                 name for name, _ in self.raised_names if name not in (data.get("events") or {})
             ),

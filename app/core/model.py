@@ -175,6 +175,21 @@ class ChartFacts:
     history_targeted: frozenset[int]
 
 
+@dataclass(frozen=True, slots=True)
+class MigrationSpec:
+    """A ``migrate`` entry: how instances of version ``from_version`` move onto this chart.
+
+    ``states`` maps an old atomic state's path to its target in this chart (resolved to a
+    path); an old state not named there keeps its path, when this chart has it. ``data``
+    are assignments evaluated over the old data (and the ``$migrate`` event)."""
+
+    from_version: int
+    states: Mapping[str, str]
+    data: tuple[Assignment, ...]
+    line: int
+    state_lines: Mapping[str, int]  # old path -> the line naming it (cross-chart checks)
+
+
 @dataclass(frozen=True)
 class Chart:
     """A loaded, validated workflow type. Build it with :func:`app.core.loader.load_chart`.
@@ -200,6 +215,8 @@ class Chart:
     limits: Limits = field(compare=False, repr=False, default=DEFAULT_LIMITS)
     # Raised event names not declared under `events:`: internal, refused from outside.
     internal_events: frozenset[str] = frozenset()
+    # RSS v1.1 ``migrate``: by the older version it migrates from.
+    migrations: Mapping[int, MigrationSpec] = field(default_factory=dict)
 
     @property
     def root(self) -> StateNode:

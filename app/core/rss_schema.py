@@ -152,6 +152,28 @@ _STATE: dict[str, Any] = {
     },
 }
 
+STATE_PATH = r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)*$"
+
+_MIGRATION: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["from"],
+    "properties": {
+        "from": {"type": "integer", "minimum": 1},
+        "states": {
+            "type": "object",
+            "propertyNames": {"pattern": STATE_PATH},
+            "additionalProperties": {"type": "string"},
+        },
+        "data": {
+            "type": "object",
+            "propertyNames": {"pattern": DATA_PATH},
+            "additionalProperties": _LITERAL_OR_CEL,
+        },
+        "description": {"type": "string"},
+    },
+}
+
 RSS_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "title": "RSS v1 document",
@@ -172,6 +194,7 @@ RSS_SCHEMA: dict[str, Any] = {
         },
         "initial": {"type": "string"},
         "states": {"$ref": "#/$defs/states"},
+        "migrate": {"type": "array", "items": _MIGRATION, "minItems": 1},
     },
     "$defs": {
         "states": {
@@ -199,6 +222,7 @@ KNOWN_KEYS: tuple[str, ...] = tuple(
         | set(_AFTER_ENTRY["properties"])
         | set(_DISPATCH["oneOf"][1]["properties"])
         | set(_INVOKE["properties"])
+        | set(_MIGRATION["properties"])
         | {"event", "payload"}
         | {"max_attempts", "backoff", "initial", "max"}
     )

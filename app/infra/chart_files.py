@@ -15,6 +15,7 @@ from app.core.composition_build import check_invocations
 from app.core.errors import ChartError, Diagnostic, DuplicateWorkflow
 from app.core.guards import GuardRegistry
 from app.core.loader import load_chart
+from app.core.migration_build import check_migrations
 from app.core.model import Chart
 from app.core.router import ChartRegistry
 from app.spi.limits import DEFAULT_LIMITS, Limits
@@ -91,7 +92,8 @@ def load_charts(files: Iterable[Path], limits: Limits = DEFAULT_LIMITS) -> Loade
             continue
         result.loaded.append((path, chart))
     # Across the charts loaded together: every invoked workflow type (and version) is here.
-    across = check_invocations([chart for _, chart in result.loaded])
+    loaded = [chart for _, chart in result.loaded]
+    across = check_invocations(loaded) + check_migrations(loaded)
     result.problems.extend(across)
     failing = {problem.file for problem in across}
     result.loaded = [(path, chart) for path, chart in result.loaded if chart.file not in failing]
