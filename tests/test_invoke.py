@@ -11,7 +11,8 @@ from app.core.interpreter import StepResult
 from app.core.replay import replay
 from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot, dumps
-from app.spi.envelopes import Event, JournalRecord, ParentRef
+from app.infra.outbox import journal_record
+from app.spi.envelopes import Event, ParentRef
 from app.spi.limits import canonical_json
 from tests.helpers import T0, chart
 from tests.strategies import World, over_the_wire
@@ -654,9 +655,9 @@ def test_refolding_parent_and_child_journals_gives_the_same_snapshots_and_messag
         assert again == live, key
         assert again[-1][0] == dumps(world.snapshots[key])
         records = [
-            JournalRecord(r.trace.seq or 0, e, r.trace.ignored, r.snapshot.status)
+            record
             for e, r in world.log
-            if e.key == key and r.trace.accepted and r.snapshot is not None
+            if e.key == key and (record := journal_record(e, r)) is not None
         ]
         workflow = key.partition(":")[0]
         replayed = replay(reg.get(workflow, world.snapshots[key].version), records)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -58,15 +59,7 @@ def _journal(events: list[Event], results: list[StepResult]) -> list[JournalReco
         record = journal_record(event, result)
         if record is not None:
             wire = json.loads(json.dumps(record.event.to_dict()))
-            records.append(
-                JournalRecord(
-                    record.seq,
-                    Event.from_dict(wire),
-                    record.ignored,
-                    record.status,
-                    raised=result.trace.raised,
-                )
-            )
+            records.append(replace(record, event=Event.from_dict(wire)))
     return records
 
 

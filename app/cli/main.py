@@ -17,8 +17,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from app.cli.runtime import add_commands, guarded
+from app.core.chart_diff import diff_charts, incomparable
 from app.core.diagram import to_dot, to_mermaid
 from app.core.errors import ChartError, SimulationInputError
+from app.core.migration_build import check_migrations
 from app.core.model import Chart
 from app.core.simulate import Simulator, parse_script
 from app.infra.chart_files import (
@@ -91,6 +93,12 @@ def _parser() -> argparse.ArgumentParser:
     diagram.add_argument("--format", choices=("mermaid", "dot"), default="mermaid")
     diagram.add_argument("-o", "--output", help="write here instead of stdout")
     diagram.set_defaults(handler=_diagram)
+
+    diff = commands.add_parser("diff", help="report what changed between two versions of a chart")
+    diff.add_argument("old", metavar="OLD", help="the older version's RSS file")
+    diff.add_argument("new", metavar="NEW", help="the newer version's RSS file")
+    diff.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    diff.set_defaults(handler=_diff)
     add_commands(commands)
     return parser
 
@@ -187,6 +195,31 @@ def _diagram(args: argparse.Namespace) -> int:
         Path(args.output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def _diff(args: argparse.Namespace) -> int:
+    # Both folders' handlers first: a guard registered beside one chart serves the other too
+    # (an old version checked out elsewhere names the same guards).
+    _import_handlers([args.old, args.new])
+    old, new = _load_one(args.old), _load_one(args.new)
+    if old is None or new is None:
+        return EXIT_BAD_INPUT
+    refusal = incomparable(old, new)
+    if refusal is not None:
+        print(f"omninode: {refusal}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    # As `validate` does for two versions loaded together: old paths in `migrate` must exist.
+    problems = check_migrations([old, new])
+    for diagnostic in problems:
+        print(diagnostic, file=sys.stderr)
+    if problems:
+        return EXIT_BAD_INPUT
+    report = diff_charts(old, new)
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print("\n".join(report.lines()))
     return 0
 
 

@@ -33,7 +33,7 @@ def bounded_step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepR
     if result.snapshot is None or not result.trace.accepted:
         return result
     text = dumps(result.snapshot)
-    problem = _size_problem(chart, text, result)
+    problem = size_problem(chart, text, result)
     if problem is None:
         return replace(result, snapshot_json=text)
     if snapshot is None:  # a $start whose data alone is too large: no instance
@@ -46,7 +46,7 @@ def bounded_step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepR
     return replace(failed, snapshot_json=dumps(failed.snapshot))
 
 
-def _size_problem(chart: Chart, text: str, result: StepResult) -> str | None:
+def size_problem(chart: Chart, text: str, result: StepResult) -> str | None:
     limit = chart.limits.snapshot_bytes
     size = len(text)  # canonical JSON escapes non-ASCII: characters are bytes
     if size > limit:

@@ -1,25 +1,50 @@
 """Replay an instance's journal through the reducer (the event store's read side).
 
-Like Temporal's replayer, replay checks that the reducer still agrees with the journal:
-each record must get the same seq, the same ignored flag and raise the same internal
-events, else :class:`ReplayMismatch`.
+Like Temporal's replayer, replay is a determinism check: each journal record's event is
+stepped again, from an empty snapshot, through the charts loaded now, and what the step
+gives must be what the journal recorded: the same seq, ignored flag, status, configuration,
+chart version, raised events, and the same outputs (commands and events for other
+instances, ids and content, compared by the digest each record keeps). The first
+difference is a :class:`Divergence`; :func:`replay` raises it as :class:`ReplayMismatch`.
+
+A ``$migrate`` record switches the instance to the target version's chart, as the live
+reducer did (the registry routes it).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
 
-from app.core.bounds import bounded_step
 from app.core.errors import CoreError
 from app.core.interpreter import StepResult
 from app.core.model import Chart
+from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot
 from app.spi.envelopes import Command, Event, JournalRecord
+from app.spi.limits import canonical_json
 
 
 class ReplayMismatch(CoreError):
-    """The chart no longer produces the journal it is asked to replay."""
+    """The charts no longer produce the journal they are asked to replay."""
+
+
+@dataclass(frozen=True, slots=True)
+class Divergence:
+    """The first record whose replay differs from what the journal recorded."""
+
+    seq: int
+    event_type: str
+    what: str  # seq | outcome | ignored | status | configuration | version | raised | outputs
+    recorded: str
+    replayed: str
+
+    def __str__(self) -> str:
+        return (
+            f"seq {self.seq} ({self.event_type}): {self.what} differs: journal has "
+            f"{self.recorded}, replay gives {self.replayed}"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,16 +53,41 @@ class ReplayResult:
     commands: tuple[tuple[int, tuple[Command, ...]], ...]
     # Per seq, the events for other instances (child starts and cancels, parent answers).
     messages: tuple[tuple[int, tuple[Event, ...]], ...] = ()
+    divergence: Divergence | None = None
 
 
-def replay(chart: Chart, records: Iterable[JournalRecord]) -> ReplayResult:
-    """Fold ``records`` (one instance, seq order) from an empty snapshot."""
+def outputs_digest(commands: Sequence[Command], messages: Sequence[Event]) -> str:
+    """What a journal record keeps of its step's outputs: a digest of every command and
+    every event for another instance, ids and content ("" when there are none)."""
+    if not commands and not messages:
+        return ""
+    items = [asdict(c) for c in commands] + [m.to_dict() for m in messages]
+    return hashlib.sha256(canonical_json(items).encode()).hexdigest()[:32]
+
+
+def replay(charts: Chart | ChartRegistry, records: Iterable[JournalRecord]) -> ReplayResult:
+    """Fold ``records`` (one instance, seq order) from an empty snapshot; raise
+    :class:`ReplayMismatch` at the first difference from the journal."""
+    journal = list(records)
+    result = replay_journal(charts, journal)
+    if result.divergence is not None:
+        where = f"{journal[0].key} " if journal else ""
+        raise ReplayMismatch(f"{where}{result.divergence}")
+    return result
+
+
+def replay_journal(charts: Chart | ChartRegistry, records: Iterable[JournalRecord]) -> ReplayResult:
+    """Fold ``records`` (one instance, seq order) from an empty snapshot, stopping at the
+    first difference from the journal (``divergence``)."""
+    registry = charts if isinstance(charts, ChartRegistry) else ChartRegistry([charts])
     snapshot: Snapshot | None = None
     emitted: list[tuple[int, tuple[Command, ...]]] = []
     sent: list[tuple[int, tuple[Event, ...]]] = []
     for record in records:
-        result = bounded_step(chart, snapshot, record.event)
-        _check(record, result)
+        result = registry.route(snapshot, record.event)
+        divergence = compare(record, result)
+        if divergence is not None:
+            return ReplayResult(snapshot, tuple(emitted), tuple(sent), divergence)
         snapshot = result.snapshot
         emitted.append((record.seq, result.commands))
         if result.messages:
@@ -45,20 +95,35 @@ def replay(chart: Chart, records: Iterable[JournalRecord]) -> ReplayResult:
     return ReplayResult(snapshot, tuple(emitted), tuple(sent))
 
 
-def _check(record: JournalRecord, result: StepResult) -> None:
-    trace = result.trace
-    if not trace.accepted or trace.seq != record.seq:
-        raise ReplayMismatch(
-            f"{record.key} seq {record.seq} ({record.event.type}): replay gave "
-            f"{trace.outcome} at seq {trace.seq}"
-        )
-    if trace.ignored != record.ignored:
-        raise ReplayMismatch(
-            f"{record.key} seq {record.seq} ({record.event.type}): journal says ignored="
-            f"{record.ignored}, replay says ignored={trace.ignored}"
-        )
-    if trace.raised != record.raised:
-        raise ReplayMismatch(
-            f"{record.key} seq {record.seq} ({record.event.type}): journal says raised "
-            f"{list(record.raised)}, replay says raised {list(trace.raised)}"
-        )
+def compare(record: JournalRecord, result: StepResult) -> Divergence | None:
+    """What differs between a journal record and its step replayed, first difference only."""
+    trace, after = result.trace, result.snapshot
+    if not trace.accepted or after is None:
+        return _diverged(record, "outcome", "an accepted step", f"{trace.outcome} ({trace.reason})")
+    checks: tuple[tuple[str, object, object], ...] = (
+        ("seq", record.seq, trace.seq),
+        ("ignored", record.ignored, trace.ignored),
+        ("status", record.status, after.status),
+        ("configuration", list(record.configuration), list(after.configuration)),
+        ("version", record.workflow_version, after.version),
+        ("raised", list(record.raised), list(trace.raised)),
+    )
+    for what, recorded, replayed in checks:
+        if recorded != replayed:
+            return _diverged(record, what, repr(recorded), repr(replayed))
+    if record.outputs is not None:  # recorded since RSS v1.1; older records keep none
+        digest = outputs_digest(result.commands, result.messages)
+        if digest != record.outputs:
+            names = [f"{c.kind} {c.name} ({c.command_id})" for c in result.commands]
+            names += [f"{m.type} to {m.key}" for m in result.messages]
+            return _diverged(
+                record,
+                "outputs",
+                f"digest {record.outputs or 'of no outputs'}",
+                f"digest {digest or 'of no outputs'}: {names or 'no outputs'}",
+            )
+    return None
+
+
+def _diverged(record: JournalRecord, what: str, recorded: str, replayed: str) -> Divergence:
+    return Divergence(record.seq, record.event.type, what, recorded, replayed)

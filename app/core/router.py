@@ -13,9 +13,10 @@ from collections.abc import Iterator
 from app.core.bounds import bounded_step
 from app.core.errors import DuplicateWorkflow, UnknownWorkflow
 from app.core.interpreter import StepResult, StepTrace, with_parent_answer
+from app.core.migration import migrate
 from app.core.model import Chart
 from app.core.snapshot import Snapshot
-from app.spi.envelopes import Event
+from app.spi.envelopes import MIGRATE, Event
 
 
 class ChartRegistry:
@@ -55,6 +56,10 @@ class ChartRegistry:
     def route(self, snapshot: Snapshot | None, event: Event) -> StepResult:
         """Step ``event`` with the chart its instance runs on, held to the chart's limits;
         unknown types are rejected."""
+        if event.type == MIGRATE and snapshot is not None:
+            versions = self._charts.get(event.workflow_type, {})
+            if snapshot.version in versions:
+                return migrate(versions, snapshot, event)
         try:
             version = snapshot.version if snapshot is not None else event.version
             chart = self.get(event.workflow_type, version)

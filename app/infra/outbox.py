@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Protocol
 
 from app.core.interpreter import StepResult
+from app.core.replay import outputs_digest
 from app.core.snapshot import Snapshot
 from app.infra import topics
 from app.infra.wire import dead_letter, encode_command, encode_event, encode_journal
@@ -70,6 +71,7 @@ def journal_record(
         trace.reason,
         trace.raised,
         snapshot.children if snapshot.children != known else None,
+        outputs_digest(result.commands, result.messages),
     )
 
 

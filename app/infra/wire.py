@@ -145,6 +145,7 @@ def encode_journal(record: JournalRecord) -> bytes:
             "children": [c.to_dict() for c in record.children]
             if record.children is not None
             else None,
+            "outputs": record.outputs,
         }
     )
 
@@ -163,6 +164,7 @@ def decode_journal(data: bytes | None) -> JournalRecord:
         reason=raw["reason"],
         raised=tuple(raw["raised"]),
         children=tuple(ChildRun(**c) for c in children) if children is not None else None,
+        outputs=raw["outputs"],
     )
 
 

@@ -21,6 +21,7 @@ DispatchMode = Literal["await", "fire_and_forget"]
 
 START = "$start"
 CANCEL = "$cancel"
+MIGRATE = "$migrate"  # RSS v1.1: payload {"to": N} moves an instance onto version N
 TIMER_PREFIX = "$after."
 RESULT_SUFFIXES = (".done", ".failed", ".timeout")
 
@@ -187,6 +188,9 @@ class JournalRecord:
     raised: tuple[str, ...] = ()
     # The instance's children after the step, when the step changed them (None: unchanged).
     children: tuple[ChildRun, ...] | None = None
+    # A digest of the step's outputs (commands, events for other instances), for replay's
+    # determinism check: "" for none; None in records written before it was kept.
+    outputs: str | None = None
 
     @property
     def key(self) -> str:
