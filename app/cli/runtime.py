@@ -12,9 +12,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Coroutine, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.cli import migrate_cmd, replay_cmd
 from app.core.snapshot import Snapshot
 from app.infra.broker import BrokerError, EmbeddedBroker
 from app.infra.control import (
@@ -54,6 +56,11 @@ def add_commands(commands: Any) -> None:
     _instance_args(start)
     start.add_argument("--data", default="{}", help="JSON object merged over the chart's data")
     start.add_argument("--event-id", help="idempotency key of this event (default: random)")
+    start.add_argument(
+        "--version",
+        type=_version,
+        help="the chart version to start on (default: the latest loaded)",
+    )
     start.set_defaults(handler=_start, event="$start")
 
     send = commands.add_parser("send", help="send an event to an instance")
@@ -76,6 +83,8 @@ def add_commands(commands: Any) -> None:
     history.set_defaults(handler=_history)
 
     _add_dlq(commands)
+    replay_cmd.add_command(commands)
+    migrate_cmd.add_command(commands)
 
     projections = commands.add_parser(
         "projections", help="rebuild the read models from the journal, from offset 0"
@@ -199,10 +208,19 @@ def _start(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     payload = _data(args.data, settings.limits)
     event = new_event(args.workflow, args.instance_id, args.event, payload, args.event_id)
+    if getattr(args, "version", None) is not None:
+        event = replace(event, version=args.version)
     _check_size(event, settings.limits)
     _run(send_events(settings, [event]))
     print(f"sent {event.type} to {event.key} (event id {event.event_id})")
     return 0
+
+
+def _version(text: str) -> int:
+    """``--version``: a positive integer (argparse reports anything else, exit 2)."""
+    if not text.isdigit() or int(text) < 1 or len(text) > 9:
+        raise argparse.ArgumentTypeError(f"not a chart version (a positive integer): {text!r}")
+    return int(text)
 
 
 class BadData(ValueError):
