@@ -181,14 +181,17 @@ class Simulator:
     # Every instance of the world by its key (``workflow:instance``), in creation order.
     snapshots: dict[str, Snapshot] = field(default_factory=dict)
     registry: ChartRegistry = field(init=False)
-    # Rows name their instance when the world can hold more than one.
+    # Rows name their instance when the world can hold more than one, and their chart
+    # version when it holds several versions of one workflow.
     labelled: bool = field(init=False)
+    versioned: bool = field(init=False)
     _messages: int = field(default=0, init=False)  # processed for the current script line
 
     def __post_init__(self) -> None:
         self.registry = ChartRegistry([self.chart, *self.others])
         charts = list(self.registry)
         self.labelled = len(charts) > 1 or any(c.invocations() for c in charts)
+        self.versioned = len({c.workflow for c in charts}) < len(charts)
 
     @property
     def snapshot(self) -> Snapshot | None:
@@ -287,6 +290,8 @@ class Simulator:
             found = row(event, result)
             if self.labelled:
                 found.update(workflow=result.snapshot.workflow, instance=event.instance_id)
+            if self.versioned:
+                found.update(version=result.snapshot.version)
             yield found
 
     def _count_message(self, number: int) -> None:
