@@ -1,4 +1,5 @@
-"""``omninode``: validate, simulate and draw RSS workflows; run and inspect them on Kafka.
+"""``omninode``: validate, simulate, draw and diff RSS workflows; run, inspect, replay and
+migrate them on Kafka.
 
 Exit codes: 0 success, 1 not found (status/history of an unknown instance), 2 bad input
 (invalid chart, malformed events file or JSON, input over a limit, bad settings, unreadable
