@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from app.core.errors import CoreError
 from app.core.interpreter import StepResult
@@ -61,8 +61,29 @@ def outputs_digest(commands: Sequence[Command], messages: Sequence[Event]) -> st
     every event for another instance, ids and content ("" when there are none)."""
     if not commands and not messages:
         return ""
-    items = [asdict(c) for c in commands] + [m.to_dict() for m in messages]
+    items: list[object] = [_command_fields(c) for c in commands]
+    items += [m.to_dict() for m in messages]
     return hashlib.sha256(canonical_json(items).encode()).hexdigest()[:32]
+
+
+def _command_fields(command: Command) -> list[object]:
+    """Every field of a command, in declaration order (a list, not ``asdict``: this runs
+    for every command the workers send)."""
+    retry = command.retry
+    return [
+        command.command_id,
+        command.workflow_type,
+        command.instance_id,
+        command.seq,
+        command.kind,
+        command.name,
+        command.mode,
+        command.input,
+        [retry.max_attempts, retry.backoff, retry.initial_ms, retry.max_ms],
+        command.timeout_ms,
+        command.compensate,
+        command.compensation_of,
+    ]
 
 
 def replay(charts: Chart | ChartRegistry, records: Iterable[JournalRecord]) -> ReplayResult:
