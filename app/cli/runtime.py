@@ -310,15 +310,9 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _history_row(record: JournalRecord) -> dict[str, Any]:
-    return {
-        "seq": record.seq,
-        "event": record.event.to_dict(),
-        "ignored": record.ignored,
-        "status": record.status,
-        "configuration": list(record.configuration),
-        "reason": record.reason,
-        "raised": list(record.raised),
-    }
+    """Every field of the record, so `omninode replay --journal` can read the lines back
+    (the row and its parser live side by side in replay_cmd)."""
+    return replay_cmd.journal_row(record)
 
 
 def _history_line(record: JournalRecord) -> str:

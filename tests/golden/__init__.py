@@ -1,0 +1,1 @@
+"""Golden journals of the example charts (see generate.py)."""
