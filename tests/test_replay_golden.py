@@ -282,13 +282,14 @@ def test_a_changed_condition_names_the_states_either_way(charts: ChartRegistry) 
 def test_a_changed_delay_shows_at_the_firing_not_in_the_per_record_fields(
     charts: ChartRegistry,
 ) -> None:
-    """A firing carries its timer's id, so the replayed instance applies it even when the
-    chart arms that timer for another time: the journal's fields all agree. What differs is
-    the firing's time (a timer fires at its deadline) and the deadline replay armed."""
+    """A firing carries its timer's id, so the replayed instance would apply it even when
+    the chart arms that timer for another time: the journal's per-record fields all agree.
+    What differs is the firing's time (a timer fires at its deadline) and the deadline
+    replay armed, which replay checks before stepping the firing."""
     registry = changed(charts, "order_fulfillment", ("delay: 24h", "delay: 12h"))
     journal = golden("order_fulfillment", "unpaid_expires")["order_fulfillment:sim-1"]
-    assert replay_journal(registry, journal).divergence is None
-    divergence = replay_instance(registry, journal).divergence
+    divergence = replay_journal(registry, journal).divergence
+    assert divergence == replay_instance(registry, journal).divergence
     assert str(divergence) == (
         "seq 3 ($after.awaiting_payment.0): timer differs: journal has a firing at "
         "2026-03-02T10:00:00Z, replay gives the timer armed for 2026-03-01T22:00:00Z"

@@ -3,10 +3,8 @@
 Like Temporal's replayer, a determinism check before (or after) a deploy: each instance's
 journal is stepped again from seq 1 with :func:`app.core.replay.replay_journal` through the
 charts on ``OMNINODE_RSS_PATH`` (loaded with their handler modules, as a worker loads
-them), and the first record whose step differs from what the journal recorded is reported.
-On top of that per-record comparison, a timer firing must come at the deadline the
-replayed steps armed: a firing's event time is its timer's deadline, so another deadline
-means an ``after`` delay changed (the firing itself, same timer id, would still apply).
+them), and the first record whose step differs from what the journal recorded is reported
+(a timer firing must also come at the deadline the replayed steps armed).
 
 The journal comes from the journal topic, or offline from a file of the JSON lines
 ``omninode history --json`` prints: :func:`journal_row` writes a row and :func:`parse_row`
@@ -25,10 +23,8 @@ from dataclasses import asdict
 from typing import Any, get_args
 
 from app.core.errors import ChartError
-from app.core.interpreter import StepResult
 from app.core.replay import Divergence, ReplayResult, replay_journal
 from app.core.router import ChartRegistry
-from app.core.snapshot import Snapshot
 from app.infra import topics
 from app.infra.control import read_history
 from app.infra.kafka_client import read_topic
@@ -141,40 +137,10 @@ def instances(records: Iterable[JournalRecord]) -> dict[str, list[JournalRecord]
     return {key: [seqs[s] for s in sorted(seqs)] for key, seqs in sorted(by_key.items())}
 
 
-class _TimerMoved(Exception):
-    def __init__(self, snapshot: Snapshot, event: Event, deadline: str) -> None:
-        super().__init__(event.type)
-        self.snapshot, self.event, self.deadline = snapshot, event, deadline
-
-
-class _FiringCheck(ChartRegistry):
-    """The charts, routing as the live reducer does, once a timer firing is checked against
-    the deadline the replayed steps armed for its timer."""
-
-    def route(self, snapshot: Snapshot | None, event: Event) -> StepResult:
-        if snapshot is not None and event.timer_id is not None:
-            armed = next((t for t in snapshot.timers if t.id == event.timer_id), None)
-            if armed is not None and armed.deadline != event.occurred_at:
-                raise _TimerMoved(snapshot, event, armed.deadline)
-        return super().route(snapshot, event)
-
-
 def replay_instance(registry: ChartRegistry, journal: Sequence[JournalRecord]) -> ReplayResult:
-    """Replay one instance's journal (seq order) with :func:`replay_journal`, also checking
-    that each timer fired at the deadline replay arms it for (``what`` = ``timer``). At a
-    divergence, ``snapshot`` is the instance before the diverging record."""
-    try:
-        return replay_journal(_FiringCheck(list(registry)), journal)
-    except _TimerMoved as moved:
-        record = next(r for r in journal if r.event is moved.event)
-        divergence = Divergence(
-            record.seq,
-            record.event.type,
-            "timer",
-            f"a firing at {moved.event.occurred_at}",
-            f"the timer armed for {moved.deadline}",
-        )
-        return ReplayResult(moved.snapshot, (), (), divergence)
+    """Replay one instance's journal (seq order): :func:`app.core.replay.replay_journal`,
+    which also checks each timer firing against the deadline replay armed (``timer``)."""
+    return replay_journal(registry, journal)
 
 
 async def read_journals(

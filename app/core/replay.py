@@ -4,8 +4,9 @@ Like Temporal's replayer, replay is a determinism check: each journal record's e
 stepped again, from an empty snapshot, through the charts loaded now, and what the step
 gives must be what the journal recorded: the same seq, ignored flag, status, configuration,
 chart version, raised events, and the same outputs (commands and events for other
-instances, ids and content, compared by the digest each record keeps). The first
-difference is a :class:`Divergence`; :func:`replay` raises it as :class:`ReplayMismatch`.
+instances, ids and content, compared by the digest each record keeps); and every timer
+firing must come at the deadline the replayed steps armed. The first difference is a
+:class:`Divergence`; :func:`replay` raises it as :class:`ReplayMismatch`.
 
 A ``$migrate`` record switches the instance to the target version's chart, as the live
 reducer did (the registry routes it).
@@ -36,7 +37,7 @@ class Divergence:
 
     seq: int
     event_type: str
-    what: str  # seq | outcome | ignored | status | configuration | version | raised | outputs
+    what: str  # outcome|seq|ignored|status|configuration|version|raised|outputs|timer
     recorded: str
     replayed: str
 
@@ -105,6 +106,9 @@ def replay_journal(charts: Chart | ChartRegistry, records: Iterable[JournalRecor
     emitted: list[tuple[int, tuple[Command, ...]]] = []
     sent: list[tuple[int, tuple[Event, ...]]] = []
     for record in records:
+        divergence = timer_moved(snapshot, record)
+        if divergence is not None:
+            return ReplayResult(snapshot, tuple(emitted), tuple(sent), divergence)
         result = registry.route(snapshot, record.event)
         divergence = compare(record, result)
         if divergence is not None:
@@ -114,6 +118,24 @@ def replay_journal(charts: Chart | ChartRegistry, records: Iterable[JournalRecor
         if result.messages:
             sent.append((record.seq, result.messages))
     return ReplayResult(snapshot, tuple(emitted), tuple(sent))
+
+
+def timer_moved(snapshot: Snapshot | None, record: JournalRecord) -> Divergence | None:
+    """A timer firing must come at the deadline the replayed steps armed its timer for: a
+    firing's time is its timer's deadline, so another one means an ``after`` delay (or an
+    invoke's ``timeout``) changed, though the firing itself, same timer id, still applies."""
+    timer_id = record.event.timer_id
+    if snapshot is None or timer_id is None:
+        return None
+    armed = next((t for t in snapshot.timers if t.id == timer_id), None)
+    if armed is None or armed.deadline == record.event.occurred_at:
+        return None
+    return _diverged(
+        record,
+        "timer",
+        f"a firing at {record.event.occurred_at}",
+        f"the timer armed for {armed.deadline}",
+    )
 
 
 def compare(record: JournalRecord, result: StepResult) -> Divergence | None:
