@@ -125,8 +125,8 @@ def timer_moved(snapshot: Snapshot | None, record: JournalRecord) -> Divergence 
     firing's time is its timer's deadline, so another one means an ``after`` delay (or an
     invoke's ``timeout``) changed, though the firing itself, same timer id, still applies."""
     timer_id = record.event.timer_id
-    if snapshot is None or timer_id is None:
-        return None
+    if snapshot is None or timer_id is None or record.event.event_id != f"timer:{timer_id}":
+        return None  # only the runtime's own firings (timer_firing) are known to be on time
     armed = next((t for t in snapshot.timers if t.id == timer_id), None)
     if armed is None or armed.deadline == record.event.occurred_at:
         return None
