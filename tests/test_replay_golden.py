@@ -12,6 +12,7 @@ snapshot does. A journal with ``$migrate`` replays by switching charts at it.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -416,3 +417,15 @@ def test_a_changed_target_version_diverges_after_the_migrate() -> None:
     divergence = replay_instance(both, journal).divergence
     assert divergence is not None
     assert (divergence.seq, divergence.event_type, divergence.what) == (7, "RESUME", "status")
+
+
+def test_an_instance_started_before_a_newer_version_was_loaded_replays_on_its_own() -> None:
+    """A ``$start`` without a pin ran on the latest version loaded then; with version 2
+    loaded now, replay still starts it on the version its journal records (1)."""
+    journal, final = ticket_journal()
+    unpinned = [replace(journal[0], event=replace(journal[0].event, version=None)), *journal[1:]]
+    assert unpinned[0].workflow_version == 1 and unpinned[0].event.version is None
+    both = ChartRegistry([load_chart(TICKET_V1, "v1.yaml"), load_chart(TICKET_V2, "v2.yaml")])
+    result = replay_instance(both, unpinned)
+    assert result.divergence is None
+    assert result.snapshot is not None and result.snapshot.to_dict() == final

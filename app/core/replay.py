@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from app.core.errors import CoreError
 from app.core.interpreter import StepResult
@@ -109,7 +109,7 @@ def replay_journal(charts: Chart | ChartRegistry, records: Iterable[JournalRecor
         divergence = timer_moved(snapshot, record)
         if divergence is not None:
             return ReplayResult(snapshot, tuple(emitted), tuple(sent), divergence)
-        result = registry.route(snapshot, record.event)
+        result = registry.route(snapshot, _as_started(snapshot, record))
         divergence = compare(record, result)
         if divergence is not None:
             return ReplayResult(snapshot, tuple(emitted), tuple(sent), divergence)
@@ -118,6 +118,16 @@ def replay_journal(charts: Chart | ChartRegistry, records: Iterable[JournalRecor
         if result.messages:
             sent.append((record.seq, result.messages))
     return ReplayResult(snapshot, tuple(emitted), tuple(sent))
+
+
+def _as_started(snapshot: Snapshot | None, record: JournalRecord) -> Event:
+    """The record's event, a first one pinned to the version the journal says the instance
+    started on: without a pin it started on the latest version loaded *then*, and a later
+    version may be loaded now."""
+    event = record.event
+    if snapshot is None and event.version is None and record.workflow_version > 0:
+        return replace(event, version=record.workflow_version)
+    return event
 
 
 def timer_moved(snapshot: Snapshot | None, record: JournalRecord) -> Divergence | None:
