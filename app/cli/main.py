@@ -1,7 +1,8 @@
 """``omninode``: validate, simulate, draw and diff RSS workflows; run, inspect, replay and
 migrate them on Kafka.
 
-Exit codes: 0 success, 1 not found (status/history of an unknown instance), 2 bad input
+Exit codes: 0 success, 1 not found (status/history of an unknown instance) or a check that
+failed (replay diverges, a migration plan that is not clean, projections that differ), 2 bad input
 (invalid chart, malformed events file or JSON, input over a limit, bad settings, unreadable
 file), 3 Kafka unreachable (or a read that could not reach the end of a partition in time),
 70 internal error (a bug: reported as one line, never as a traceback).
