@@ -24,7 +24,7 @@ A migration that fails leaves the instance exactly as it was; the event is journ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import replace
 from typing import Any
 
@@ -60,7 +60,7 @@ def migrate(versions: Mapping[int, Chart], snapshot: Snapshot | None, event: Eve
     if reason is None:
         try:
             return _migrated(versions[snapshot.version], versions[target], base, event)
-        except MigrationFailure as failure:
+        except StepFailure as failure:  # also a data expression or a timer deadline failing
             reason = f"migration to version {target} failed: {failure}"
     return StepResult(base, (), StepTrace("ignored", MIGRATE, base.seq, reason))
 
@@ -92,8 +92,11 @@ def _migrated(old: Chart, new: Chart, base: Snapshot, event: Event) -> StepResul
     run = MacrostepRun(new, base, event, {ROOT})
     run.history = kept_history(new, base.history)
     run.timers = ()  # only the timers armed by the migration; carry_over adds the kept ones
-    config = complete_configuration(run, targets)
-    data = transform_data(new, spec, base, event)
+    # A compound state's final child the instance already rests in (its done event was
+    # raised when it was entered) keeps its place; the migration enters no final state.
+    resting = frozenset(p for p in base.configuration if old.states[p].is_final)
+    config = complete_configuration(run, targets, resting)
+    data = transform_data(new, spec, base, event, config)
     migrated = carry_over(old, run, base, config)
     snapshot = replace(
         migrated,
@@ -131,25 +134,33 @@ def map_configuration(
     return tuple(dict.fromkeys(targets))
 
 
-def complete_configuration(run: MacrostepRun, targets: tuple[str, ...]) -> set[str]:
+def complete_configuration(
+    run: MacrostepRun, targets: tuple[str, ...], resting: frozenset[str] = frozenset()
+) -> set[str]:
     """Step 2: the targets with the states entered by default around them (SCXML's
     addDescendantStatesToEnter and addAncestorStatesToEnter from the root), checked to be
-    a legal configuration of the new chart."""
+    a legal configuration of the new chart (``resting``: the final states already active)."""
     config: set[str] = set()
+    # Every target's descendants before any ancestors (SCXML's computeEntrySet order): a
+    # parallel ancestor then fills by default only the regions no target is in.
     for target in targets:
         scxml.add_descendant_states_to_enter(run, target, config)
+    for target in targets:
         scxml.add_ancestor_states_to_enter(run, target, ROOT, config)
     config.add(ROOT)
-    problem = illegal_configuration(run.chart, config)
+    problem = illegal_configuration(run.chart, config, resting)
     if problem is not None:
         raise MigrationFailure(problem)
     return config
 
 
-def illegal_configuration(chart: Chart, config: set[str]) -> str | None:
+def illegal_configuration(
+    chart: Chart, config: set[str], resting: frozenset[str] = frozenset()
+) -> str | None:
     """Why ``config`` cannot be active together, or None: every active compound state has
     exactly one active child, every active parallel state all its regions, and no final
-    state is entered (a migration runs no completion)."""
+    state is entered (a migration runs no completion) but those in ``resting``, where the
+    instance already was."""
     states = chart.states
     for path in sorted(config, key=lambda s: states[s].order):
         node = states[path]
@@ -161,7 +172,7 @@ def illegal_configuration(chart: Chart, config: set[str]) -> str | None:
         if node.is_parallel and len(active) != len(children):
             missing = ", ".join(c for c in children if c not in config)
             return f"parallel state '{path}' would miss regions ({missing})"
-        if node.is_final:
+        if node.is_final and path not in resting:
             return f"'{path}' is a final state: a migration cannot enter it"
     return None
 
@@ -169,9 +180,16 @@ def illegal_configuration(chart: Chart, config: set[str]) -> str | None:
 # -- 3.: data --------------------------------------------------------------------------------
 
 
-def transform_data(new: Chart, spec: MigrationSpec, base: Snapshot, event: Event) -> Any:
+def transform_data(
+    new: Chart,
+    spec: MigrationSpec,
+    base: Snapshot,
+    event: Event,
+    config: Set[str] = frozenset(),
+) -> Any:
     """Step 3: each ``data`` expression over the old data sets its key; the new
-    ``data_schema`` must hold."""
+    ``data_schema`` must hold. ``in_state()`` answers over ``config``, the new chart's
+    configuration the instance moves to (the load checks its paths against the new chart)."""
     variables = {
         "data": base.data,
         "event": {
@@ -184,7 +202,8 @@ def transform_data(new: Chart, spec: MigrationSpec, base: Snapshot, event: Event
     data: Mapping[str, Any] = base.data
     for assignment in spec.data:
         where = f"migrate data {'.'.join(assignment.path)}"
-        value = to_json_value(assignment.expr.evaluate(variables), where, new.limits.json_depth)
+        value = assignment.expr.evaluate(variables, config.__contains__)
+        value = to_json_value(value, where, new.limits.json_depth)
         data = set_path(data, assignment.path, value)
     try:
         check_data_schema(new, data)
@@ -205,7 +224,11 @@ def carry_over(old: Chart, run: MacrostepRun, base: Snapshot, config: set[str]) 
     timers = [
         t
         for t in base.timers
-        if (t.dispatch_id in kept_ids if t.dispatch_id else _keeps_timers(old, new, before, t))
+        if (
+            t.dispatch_id in kept_ids
+            if t.dispatch_id
+            else _keeps_timers(old, new, before, config, t)
+        )
     ]
     kept_states = {t.state for t in timers if t.dispatch_id is None}
     for path in sorted(config, key=lambda s: new.states[s].order):
@@ -217,8 +240,12 @@ def carry_over(old: Chart, run: MacrostepRun, base: Snapshot, config: set[str]) 
     return replace(migrated, children=_children_after(base, dropped))
 
 
-def _keeps_timers(old: Chart, new: Chart, before: frozenset[str], timer: Timer) -> bool:
-    return _keeps_after(old, new, before, timer.state)
+def _keeps_timers(
+    old: Chart, new: Chart, before: frozenset[str], config: set[str], timer: Timer
+) -> bool:
+    """An ``after`` timer stays armed when its state stays active (the new chart may still
+    have a state the instance is mapped out of: its timers go) and keeps its delays."""
+    return timer.state in config and _keeps_after(old, new, before, timer.state)
 
 
 def _keeps_after(old: Chart, new: Chart, before: frozenset[str], path: str) -> bool:
