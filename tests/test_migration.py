@@ -1045,3 +1045,66 @@ def test_load_charts_refuses_the_newer_chart_whose_old_paths_do_not_exist(tmp_pa
     v2 = str(tmp_path / "w2.yaml")
     assert [(d.file, d.line) for d in loaded.problems] == [(v2, 11), (v2, 12)]
     assert [chart.version for _, chart in loaded.loaded] == [1]
+
+
+# -- found in review: names the new chart drops, states only a migration enters --------------
+
+DROPS_V1 = """\
+rss: 1
+workflow: w
+version: 1
+initial: a
+states:
+  a:
+    entry: {effects: [{name: old_check}]}
+    on: {old_check.done: b, GO: b}
+  b: {type: final}
+"""
+DROPS_V2 = """\
+rss: 1
+workflow: w
+version: 2
+migrate: [{from: 1}]
+initial: a
+states:
+  a:
+    on: {GO: b}
+  b: {type: final}
+"""
+
+
+def test_a_pending_dispatch_whose_name_the_new_chart_drops_is_dropped() -> None:
+    registry = ChartRegistry([load_chart(DROPS_V1, "v1.yaml"), load_chart(DROPS_V2, "v2.yaml")])
+    started = registry.route(None, Event("w", "i", "$start", "s", T0, {}, version=1)).snapshot
+    assert started is not None and [p.name for p in started.pending] == ["old_check"]
+    migrated = registry.route(started, Event("w", "i", "$migrate", "m", T0, {"to": 2})).snapshot
+    assert migrated is not None and migrated.version == 2 and migrated.pending == ()
+
+
+KEPT_FOR_MIGRATION = """\
+rss: 1
+workflow: w
+version: 2
+migrate:
+  - from: 1
+    states: {legacy: legacy_hold}
+initial: a
+states:
+  a: {on: {GO: b}}
+  legacy_hold: {on: {GO: b}}
+  b: {type: final}
+"""
+
+
+def test_a_state_only_a_migration_enters_is_reachable() -> None:
+    chart = load_chart(KEPT_FOR_MIGRATION, "v2.yaml")
+    assert chart.migrations[1].states == {"legacy": "legacy_hold"}
+
+
+def test_migrate_problems_are_reported_with_the_charts_other_problems() -> None:
+    text = KEPT_FOR_MIGRATION.replace("legacy_hold}", "nowhere}").replace("GO: b}}", "GO: zz}}", 1)
+    with pytest.raises(ChartError) as raised:
+        load_chart(text, "v2.yaml")
+    messages = [str(d) for d in raised.value.diagnostics]
+    assert any("'nowhere' is not a state of this chart" in m for m in messages), messages
+    assert any("unknown target 'zz'" in m for m in messages), messages

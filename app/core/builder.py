@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from app.core import composition_build, migration_build, paths
@@ -26,6 +26,7 @@ from app.core.model import (
     Assignment,
     Chart,
     DispatchSpec,
+    MigrationSpec,
     StateNode,
     StateType,
     Transition,
@@ -402,9 +403,13 @@ class ChartBuilder:
                     f"{_suggest(event, sorted(declared))}",
                 )
 
-    def check_reachability(self, nodes: dict[str, StateNode]) -> None:
+    def check_reachability(
+        self, nodes: dict[str, StateNode], migrations: Mapping[int, MigrationSpec]
+    ) -> None:
+        """Every state is entered by something: a transition, an initial state, a region,
+        or a migration (a state kept for migrated instances is reachable that way)."""
         seen: set[str] = set()
-        work = [ROOT]
+        work = [ROOT, *(t for m in migrations.values() for t in m.states.values())]
         while work:
             path = work.pop()
             if path in seen:
@@ -450,8 +455,9 @@ class ChartBuilder:
         composition_build.check_names(self, set(self._dispatch_names))
         self._dispatch_names.update(name for name, _ in self.invoke_names)
         self.check_events(data.get("events"))
+        migrations = migration_build.migrations(self, data.get("migrate") or [], data["version"])
         if not self.problems:
-            self.check_reachability(nodes)
+            self.check_reachability(nodes, migrations)
         validators = self.compile_schemas(data)
         problem = json_problem(data.get("data"), self.limits.json_depth)
         if problem is not None:
@@ -472,7 +478,7 @@ class ChartBuilder:
             facts=chart_facts(nodes),
             validators=validators,
             limits=self.limits,
-            migrations=migration_build.migrations(self, data.get("migrate") or [], data["version"]),
+            migrations=migrations,
             internal_events=frozenset(
                 name for name, _ in self.raised_names if name not in (data.get("events") or {})
             ),

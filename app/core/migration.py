@@ -216,10 +216,16 @@ def transform_data(
 
 
 def carry_over(old: Chart, run: MacrostepRun, base: Snapshot, config: set[str]) -> Snapshot:
-    """Step 4: what the instance was waiting for, carried over where its state still is."""
+    """Step 4: what the instance was waiting for, carried over where its state still is
+    (and where the new chart still names it: a result for a name it no longer knows would
+    never be taken for one, and the dispatch would wait for ever)."""
     new = run.chart
     before = scxml.full_configuration(old, base.configuration)
-    pending = tuple(p for p in base.pending if p.owner == ROOT or p.owner in config)
+    pending = tuple(
+        p
+        for p in base.pending
+        if (p.owner == ROOT or p.owner in config) and p.name in new.dispatch_names
+    )
     kept_ids = {p.dispatch_id for p in pending}
     timers = [
         t

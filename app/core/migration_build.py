@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from app.core.errors import ChartError, Diagnostic
+from app.core.errors import Diagnostic
 from app.core.model import ROOT, Assignment, Chart, MigrationSpec
 from app.core.yamlsrc import Path
 
@@ -22,11 +22,8 @@ if TYPE_CHECKING:
 
 
 def migrations(builder: ChartBuilder, raw: list[Any], version: int) -> dict[int, MigrationSpec]:
-    """The document's ``migrate`` list, by the version each entry migrates from.
-
-    Raises :class:`ChartError` with the problems found: the builder calls this as it makes
-    the chart, after its own last look at its problems, which would miss these."""
-    known = len(builder.problems)
+    """The document's ``migrate`` list, by the version each entry migrates from (problems
+    go to the builder, like every other check's)."""
     built: dict[int, MigrationSpec] = {}
     for index, entry in enumerate(raw):
         where: Path = ("migrate", index)
@@ -40,8 +37,6 @@ def migrations(builder: ChartBuilder, raw: list[Any], version: int) -> dict[int,
             builder.error((*where, "from"), f"migrate from {origin} is declared twice")
             continue
         built[origin] = _migration(builder, entry, origin, where)
-    if len(builder.problems) > known:
-        raise ChartError(builder.problems[known:])
     return built
 
 
