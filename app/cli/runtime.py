@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.cli import migrate_cmd, replay_cmd
+from app.cli import contract_cmd, migrate_cmd, replay_cmd
 from app.core.snapshot import Snapshot
 from app.infra.broker import BrokerError, EmbeddedBroker
 from app.infra.control import (
@@ -85,6 +85,7 @@ def add_commands(commands: Any) -> None:
     _add_dlq(commands)
     replay_cmd.add_command(commands)
     migrate_cmd.add_command(commands)
+    contract_cmd.add_command(commands)
 
     projections = commands.add_parser(
         "projections", help="rebuild the read models from the journal, from offset 0"
