@@ -33,9 +33,10 @@ class Reducer(reducer_agent.Reducer):
         committed: Callable[[str, int], int | None] = _never_committed,
         commit: Callable[[], Awaitable[object]] = _cannot_commit,
         limits: Limits = DEFAULT_LIMITS,
+        partitions: int | None = None,
     ) -> None:
         self.tables = TableInstanceStore(snapshots, timers, committed, commit)
-        super().__init__(registry, self.tables, KafkaStepOutbox(outbox), limits)
+        super().__init__(registry, self.tables, KafkaStepOutbox(outbox), limits, partitions)
 
     @property
     def snapshots(self) -> MutableMapping[bytes, bytes]:

@@ -7,11 +7,12 @@ import json
 from datetime import UTC, datetime
 
 from app.core.router import ChartRegistry
-from app.infra import topics
+from app.infra import reducer_agent, topics
 from app.infra.instance_store import OUTPUT_LIMIT, decode_stored, decode_timers
 from app.infra.timer_service import TimerService
 from app.infra.wire import (
     decode_command,
+    decode_dead_letter,
     decode_event,
     decode_journal,
     encode_event,
@@ -171,3 +172,27 @@ def test_timers_fire_once_when_due_with_the_deadline_as_event_time() -> None:
         "w:i:1:t1",
         "timer:w:i:1:t1",
     )
+
+
+def test_a_record_on_another_partition_than_its_key_is_dead_lettered_and_starts_nothing() -> None:
+    """A producer with another partitioner (kafkajs's legacy one) put a $start where the
+    key does not hash: it would create an instance on a partition its later events never
+    reach. The reducer refuses it at once, naming both partitions and the fix."""
+    outbox = ListOutbox()
+    snapshots: dict[bytes, bytes] = {}
+    agent = Reducer(ChartRegistry([TIMED]), snapshots, {}, outbox, partitions=4)
+    start = Event("w", "i", "$start", "e1", "2026-01-01T00:00:00Z")
+    key = start.key.encode()
+    right = reducer_agent.partition_of(key, 4)
+    wrong = (right + 1) % 4
+    run(agent.handle(key, encode_event(start), ("omninode.events", wrong, 5)))
+    assert snapshots == {} and outbox.on(topics.JOURNAL) == []
+    (letter,) = [decode_dead_letter(v) for v in outbox.on(topics.DEAD_LETTERS)]
+    assert letter["stage"] == "route" and letter["source_partition"] == wrong
+    assert letter["reason"] == (
+        f"record for key 'w:i' is on partition {wrong} of omninode.events, but its key hashes "
+        f"to partition {right} of 4: produce with Kafka's default murmur2 partitioner "
+        "(kafkajs: Partitioners.DefaultPartitioner; librdkafka: partitioner=murmur2_random)"
+    )
+    run(agent.handle(key, encode_event(start), ("omninode.events", right, 6)))
+    assert b"w:i" in snapshots  # on its own partition, the same record starts the instance

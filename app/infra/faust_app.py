@@ -197,7 +197,7 @@ def _reducer_agents(
         await app.consumer.commit()
 
     store = TableInstanceStore(snapshots, timers, committed, commit)
-    reducer = Reducer(registry, store, KafkaStepOutbox(outbox), limits)
+    reducer = Reducer(registry, store, KafkaStepOutbox(outbox), limits, partitions)
     _consume(app, outbox, (topics.EVENTS, topics.RESULTS), "reducer", 1, reducer.handle)
     service = TimerService(outbox)
 

@@ -8,8 +8,10 @@ app's RocksDB tables and ``KafkaStepOutbox`` over its producer. The steps below 
 
 Commit ordering, for one inbound record (an event or a worker's result):
 
-1. Check the record against the limits (key and value size), then decode it (Avro,
-   Confluent wire format, a strict JSON payload of bounded depth). An oversized or
+1. Check the record against the limits (key and value size) and its partition against
+   its key (murmur2, Kafka's default partitioner: the instance's snapshot lives on that
+   partition), then decode it (Avro, Confluent wire format, a strict JSON payload of
+   bounded depth). An oversized record, one on another partition than its key's, an
    undecodable record, a key that is not the event's ``workflowType:instanceId``, or an
    unknown workflow type is sent to dead letters with the reason; nothing else happens.
 2. Read the instance's stored value (``store.load``; the RocksDB snapshot table): its
@@ -63,6 +65,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
+from aiokafka.partitioner import murmur2
+
 from app.core.ports import InstanceStore, StoredInstance
 from app.core.router import ChartRegistry
 from app.infra.decoding import decoded
@@ -92,11 +96,14 @@ class Reducer:
         store: InstanceStore,
         outbox: StepOutbox,
         limits: Limits = DEFAULT_LIMITS,
+        partitions: int | None = None,
     ) -> None:
         self.registry = registry
         self.store = store
         self.outbox = outbox
         self.limits = limits
+        # The inbound topics' partition count (None: records are not checked against it).
+        self.partitions = partitions
         self.stats = ReducerStats()
 
     async def handle(self, key: bytes | None, value: bytes | None, source: Source) -> None:
@@ -104,6 +111,10 @@ class Reducer:
         problem = self._size_problem(key, value)
         if problem is not None:
             await self._dead_letter(problem, "decode", source, key, value)
+            return
+        problem = self._partition_problem(key, source)
+        if problem is not None:
+            await self._dead_letter(problem, "route", source, key, value)
             return
         decode = partial(decode_event, max_depth=self.limits.json_depth)
         event = await decoded(decode, key, value, source, self.outbox.send_dead_letter, "event")
@@ -115,6 +126,21 @@ class Reducer:
             await self._dead_letter(reason, "route", source, key, value, event)
             return
         await self._step(event, source, key, value)
+
+    def _partition_problem(self, key: bytes | None, source: Source) -> str | None:
+        """A record on another partition than its key hashes to would start or step an
+        instance beside its real one: refused, naming the fix."""
+        if self.partitions is None or key is None:
+            return None
+        expected = partition_of(key, self.partitions)
+        if expected == source[1]:
+            return None
+        return (
+            f"record for key {key.decode(errors='replace')!r} is on partition {source[1]} of "
+            f"{source[0]}, but its key hashes to partition {expected} of {self.partitions}: "
+            "produce with Kafka's default murmur2 partitioner (kafkajs: "
+            "Partitioners.DefaultPartitioner; librdkafka: partitioner=murmur2_random)"
+        )
 
     def _size_problem(self, key: bytes | None, value: bytes | None) -> str | None:
         if key is not None and (problem := self.limits.exceeded("key_bytes", len(key))):
@@ -203,3 +229,9 @@ class Reducer:
     ) -> None:
         self.stats.dead_letters += 1
         await self.outbox.send_dead_letter(reason, stage, source, key, value, event)
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner puts ``key`` on (Java's, aiokafka's)."""
+    hashed: int = murmur2(key)
+    return (hashed & 0x7FFFFFFF) % partitions
