@@ -116,3 +116,11 @@ def test_import_handlers_returns_the_modules_it_imported(tmp_path: Path) -> None
     (module,) = import_handlers(handler_specs([tmp_path]))
     assert module.NAME == "here"
     assert module.__file__ == str((tmp_path / "handlers.py").resolve())
+
+
+def test_omninode_handlers_none_imports_no_module_not_even_handlers_py(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "handlers.py").write_text("raise SystemExit('must not be imported')\n")
+    monkeypatch.setenv("OMNINODE_HANDLERS", "none")
+    assert handler_specs([tmp_path]) == []

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from app.cli import contract_cmd, migrate_cmd, replay_cmd
 from app.core.snapshot import Snapshot
+from app.infra import topics
 from app.infra.broker import BrokerError, EmbeddedBroker
 from app.infra.control import (
     describe_record,
@@ -49,7 +50,7 @@ def add_commands(commands: Any) -> None:
     broker.set_defaults(handler=_broker)
 
     topics = commands.add_parser("topics", help="diff or create the topics in topics/")
-    topics.add_argument("action", choices=("plan", "apply"))
+    topics.add_argument("action", choices=("plan", "apply", "list"))
     topics.set_defaults(handler=_topics)
 
     start = commands.add_parser("start", help="start an instance ($start with --data)")
@@ -193,6 +194,9 @@ def _wait_for_signal(alive: Any) -> str:
 def _topics(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     manifest = settings.manifest()
+    if args.action == "list":
+        print("\n".join(_topic_list(settings)))
+        return 0
     action = apply_topics if args.action == "apply" else plan_topics
     changes = _run(action(settings, manifest))
     verb = {
@@ -203,6 +207,23 @@ def _topics(args: argparse.Namespace) -> int:
     for change in changes:
         print(f"{verb[change.action]:<10} {change.topic:<36} {change.detail}")
     return 1 if any(c.action == "differs" for c in changes) else 0
+
+
+def _topic_list(settings: Settings) -> list[str]:
+    """The resolved name of every topic this deployment uses, and its consumer group (no
+    Kafka needed: names follow from the settings)."""
+    rows = [(spec.name, spec.purpose) for spec in settings.manifest().values()]  # resolved
+    rows += [
+        (settings.changelog_topic(table), f"changelog of the {role} table '{table}': {what}")
+        for table, role, what in topics.TABLES
+    ]
+    width = max(len(name) for name, _ in rows)
+    lines = [f"{name:<{width}}  {purpose}" for name, purpose in rows]
+    lines.append(
+        f"consumer group: {settings.app_id} (the workers'; a consumer of your own, such as "
+        "a projection reader, needs another group id)"
+    )
+    return lines
 
 
 def _start(args: argparse.Namespace) -> int:

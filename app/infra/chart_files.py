@@ -101,13 +101,16 @@ def load_charts(files: Iterable[Path], limits: Limits = DEFAULT_LIMITS) -> Loade
 
 
 def handler_specs(chart_paths: Iterable[str | Path]) -> list[str]:
-    """Handler modules to import: OMNINODE_HANDLERS if set, else ``handlers.py`` beside the charts.
+    """Handler modules to import: OMNINODE_HANDLERS if set (``none``: none), else
+    ``handlers.py`` beside the charts.
 
     Only that one conventional file name is imported from a chart folder (each folder that
     holds a chart found under ``chart_paths``, or a folder named there); any other ``*.py``
     there (a helper script, a test) is never run by loading charts.
     """
     configured = os.environ.get("OMNINODE_HANDLERS", "").strip()
+    if configured.lower() == "none":
+        return []  # deliberately no handler modules, not even handlers.py beside the charts
     if configured:
         return [part.strip() for part in configured.split(",") if part.strip()]
     paths = list(map(Path, chart_paths))

@@ -81,3 +81,13 @@ STATE_DELTAS = "omninode.projection.state-deltas"
 STATE_COUNTS = "omninode.projection.state-counts"
 SNAPSHOT_TABLE = "snapshots"
 TIMER_TABLE = "timers"
+# Every table the workers keep (Faust names their changelogs <app id>-<table>-changelog),
+# with the role that keeps it.
+TABLES = (
+    (SNAPSHOT_TABLE, "reducer", "every instance's snapshot (the changelog is the snapshot store)"),
+    (TIMER_TABLE, "reducer", "armed timers by instance"),
+    ("instance-views", "projector", "the instance read model, before it is published"),
+    ("state-counts", "projector", "instances per state, before they are published"),
+    ("processed-effects", "effects", "answers of effects already run, by command id"),
+    ("processed-computes", "computes", "answers of computes already run, by command id"),
+)
