@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
@@ -32,7 +31,7 @@ from app.infra.runtime import load_registry
 from app.infra.settings import Settings
 from app.infra.wire import AvroDecodeError, decode_journal, encode_event
 from app.spi.envelopes import ChildRun, Event, InstanceStatus, JournalRecord
-from app.spi.limits import Limits, json_problem
+from app.spi.limits import Limits, json_problem, strict_json_loads
 
 EXIT_DIVERGED = 1  # also: no journal for the WORKFLOW [ID] asked for
 EXIT_BAD_INPUT = 2
@@ -231,20 +230,9 @@ def parse_row(text: str, file: str, number: int, limits: Limits) -> JournalRecor
         raise JournalInputError(f"{file}:{number}: {exc}") from exc
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is beyond a float's range")
-    return value
-
-
 def _json(text: str, limits: Limits) -> Any:
     try:
-        return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return strict_json_loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} (column {exc.colno})") from exc
     except ValueError as exc:

@@ -37,7 +37,7 @@ from app.infra.settings import Settings, SettingsError
 from app.infra.wire import encode_event
 from app.infra.worker_process import WorkerProcess
 from app.spi.envelopes import Event, JournalRecord
-from app.spi.limits import Limits, json_problem
+from app.spi.limits import Limits, json_problem, strict_json_loads
 
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
@@ -249,14 +249,10 @@ class BadData(ValueError):
     """``--data`` that is not a JSON object within the limits (exit 2)."""
 
 
-def _refuse_constant(name: str) -> Any:
-    raise BadData(f"{name} is not a JSON number")
-
-
 def _data(text: str, limits: Limits) -> dict[str, Any]:
     """``--data``: a JSON object, no NaN or infinity, nested at most ``json_depth`` levels."""
     try:
-        payload = json.loads(text, parse_constant=_refuse_constant)
+        payload = strict_json_loads(text)
     except RecursionError as exc:
         raise BadData("--data is not a JSON object: nested too deeply to parse") from exc
     except ValueError as exc:  # JSONDecodeError, NaN, a number of too many digits

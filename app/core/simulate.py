@@ -21,7 +21,6 @@ so is an invoke loop (more than ``MAX_MESSAGES_PER_LINE`` messages for one line)
 from __future__ import annotations
 
 import json
-import math
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +33,7 @@ from app.core.model import Chart
 from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot, Timer, timer_firing
 from app.spi.envelopes import START, Event, instance_key
-from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
+from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem, strict_json_loads
 
 MAX_TIMER_FIRINGS_PER_MOVE = 10_000
 # Messages between instances processed for one script line: an invoke loop stops here.
@@ -71,17 +70,6 @@ def parse_script(text: str, file: str, limits: Limits = DEFAULT_LIMITS) -> list[
     return parsed
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"{text} is beyond a float's range")
-    return value
-
-
 def _json_line(raw: str, file: str, number: int, limits: Limits) -> Any:
     size = len(raw.encode("utf-8", "surrogatepass"))
     if size > limits.event_bytes:
@@ -92,7 +80,7 @@ def _json_line(raw: str, file: str, number: int, limits: Limits) -> Any:
             "(OMNINODE_MAX_EVENT_BYTES)",
         )
     try:
-        return json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        return strict_json_loads(raw)
     except json.JSONDecodeError as exc:
         raise SimulationInputError(file, number, f"not JSON: {exc.msg}") from exc
     except ValueError as exc:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import struct
 from collections.abc import Mapping
 from functools import cache
@@ -26,7 +25,7 @@ import fastavro
 import fastavro.schema
 from faust.serializers import codecs
 
-from app.spi.limits import DEFAULT_LIMITS, json_problem
+from app.spi.limits import DEFAULT_LIMITS, json_problem, strict_json_loads
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "avro_schemas"
 MAGIC = 0
@@ -112,15 +111,11 @@ def register_faust_codecs() -> None:
         codecs.register(name, codec(name))
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def json_object(text: str, what: str, max_depth: int = DEFAULT_LIMITS.json_depth) -> dict[str, Any]:
     """Strict JSON object: no NaN/Infinity, no number beyond a float's range, no nesting
     deeper than ``max_depth``; anything else is an AvroDecodeError with the reason."""
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = strict_json_loads(text)
     except (ValueError, RecursionError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
         raise AvroDecodeError(f"{what} is not JSON: {reason}") from exc

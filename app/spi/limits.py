@@ -52,6 +52,25 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is beyond a float's range")
+    return value
+
+
+def strict_json_loads(text: str | bytes) -> Any:
+    """``json.loads`` that refuses what JSON is not: NaN, Infinity, and numbers beyond a
+    float's range (ValueError with the reason). Nesting is the caller's to bound
+    (:func:`json_problem`); a document nested past the interpreter's stack raises
+    RecursionError."""
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def canonical_json(value: Any) -> str:
     """The one canonical JSON text: sorted keys, no spaces, no NaN or infinity."""
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
