@@ -144,10 +144,10 @@ def test_simulate_rows_carry_the_reason_of_a_step_that_failed_the_instance(
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ("notjson", "omninode: --data is not a JSON object: Expecting value"),
+        ("notjson", "omninode: --data is not plain JSON: Expecting value"),
         ("[1]", "omninode: --data must be a JSON object"),
-        ('{"amount": NaN}', "omninode: --data is not a JSON object: NaN is not a JSON number"),
-        ('{"amount": 1e400}', "omninode: --data is not a JSON object: 1e400 is beyond a float's"),
+        ('{"amount": NaN}', "omninode: --data is not plain JSON: NaN is not a JSON number"),
+        ('{"amount": 1e400}', "omninode: --data is not plain JSON: 1e400 is beyond a float's"),
         ('{"a": ' + _nested(3000) + "}", "omninode: --data is not a JSON object: nested too"),
         ('{"a": ' + _nested(40) + "}", "(OMNINODE_MAX_JSON_DEPTH)"),
         ('{"a": "' + "x" * 300_000 + '"}', "over the limit of 262144 bytes (OMNINODE_MAX_EVENT"),

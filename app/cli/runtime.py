@@ -256,7 +256,7 @@ def _data(text: str, limits: Limits) -> dict[str, Any]:
     except RecursionError as exc:
         raise BadData("--data is not a JSON object: nested too deeply to parse") from exc
     except ValueError as exc:  # JSONDecodeError, NaN, a number of too many digits
-        raise BadData(f"--data is not a JSON object: {exc}") from exc
+        raise BadData(f"--data is not plain JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise BadData("--data must be a JSON object")
     problem = json_problem(payload, limits.json_depth)
