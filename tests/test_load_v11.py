@@ -10,6 +10,7 @@ import pytest
 
 from app.core.composition_build import check_invocations
 from app.core.errors import ChartError, Diagnostic
+from app.core.expressions import compile_expr
 from app.core.loader import load_chart
 from app.core.model import Chart
 
@@ -406,3 +407,8 @@ def test_check_invocations_is_quiet_when_every_invoked_chart_is_loaded() -> None
     billing = load(SHIPMENT.format(version=1).replace("shipment", "billing"), "billing.yaml")
     assert check_invocations([parent, shipment_v2, billing]) == []
     assert str(check_invocations([parent])[0]).startswith("parent.yaml:8: state 'a' invokes")
+
+
+def test_in_state_text_inside_a_string_literal_is_not_a_call() -> None:
+    assert compile_expr("data.note != 'in_state(a)'", 1).state_paths == ()
+    assert compile_expr("data.s == 'x' && in_state(\"q.r\")", 1).state_paths == ("q.r",)

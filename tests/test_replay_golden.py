@@ -22,7 +22,8 @@ from app.cli.replay_cmd import instances, read_journal_file, replay_instance
 from app.core.loader import load_chart
 from app.core.replay import replay_journal
 from app.core.router import ChartRegistry
-from app.spi.envelopes import MIGRATE, JournalRecord
+from app.infra.outbox import journal_record
+from app.spi.envelopes import MIGRATE, Event, JournalRecord
 from app.spi.limits import DEFAULT_LIMITS
 from tests.golden.generate import (
     GOLDEN,
@@ -429,3 +430,24 @@ def test_an_instance_started_before_a_newer_version_was_loaded_replays_on_its_ow
     result = replay_instance(both, unpinned)
     assert result.divergence is None
     assert result.snapshot is not None and result.snapshot.to_dict() == final
+
+
+def test_a_migrate_ignored_because_its_target_was_not_loaded_replays_once_it_is() -> None:
+    """During a rolling deploy a $migrate reached workers without version 2: journaled
+    ignored. Replay with version 2 loaded now reproduces the journal (nothing moved)."""
+    only_v1 = ChartRegistry([load_chart(TICKET_V1, "v1.yaml")])
+    first = only_v1.route(None, Event("ticket", "t", "$start", "s", "2026-04-01T08:00:00Z", {}))
+    migrate = Event("ticket", "t", "$migrate", "m", "2026-04-01T08:01:00Z", {"to": 2})
+    ignored = only_v1.route(first.snapshot, migrate)
+    assert ignored.trace.ignored and "version 2 is not loaded" in (ignored.trace.reason or "")
+    journal = [
+        journal_record(first_event, result)
+        for first_event, result in (
+            (Event("ticket", "t", "$start", "s", "2026-04-01T08:00:00Z", {}), first),
+            (migrate, ignored),
+        )
+    ]
+    both = ChartRegistry([load_chart(TICKET_V1, "v1.yaml"), load_chart(TICKET_V2, "v2.yaml")])
+    result = replay_journal(both, [r for r in journal if r is not None])
+    assert result.divergence is None
+    assert result.snapshot is not None and result.snapshot.version == 1

@@ -54,6 +54,13 @@ def size_problem(chart: Chart, text: str, result: StepResult) -> str | None:
             f"the snapshot would be {size} bytes, over the limit of {limit} "
             "(OMNINODE_MAX_SNAPSHOT_BYTES)"
         )
+    for message in result.messages:  # each must be accepted where it is sent, or none answers
+        size = len(canonical_json(message.to_dict()))
+        if size > chart.limits.event_bytes:
+            return (
+                f"the {message.type} to {message.key} would be {size} bytes, over the limit "
+                f"of {chart.limits.event_bytes} (OMNINODE_MAX_EVENT_BYTES)"
+            )
     inputs = sum(len(canonical_json(dict(c.input))) for c in result.commands)
     inputs += sum(len(canonical_json(dict(m.payload))) for m in result.messages)
     if inputs > limit:

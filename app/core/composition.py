@@ -43,7 +43,8 @@ def child_start(
 
 
 def child_cancel(cause: Event, pending: PendingDispatch) -> Event:
-    """``$cancel`` for the child of a pending invoke whose state was exited."""
+    """``$cancel`` for the child of a pending invoke whose state was exited. It names the
+    parent, so a child that another instance started under the same id ignores it."""
     return Event(
         workflow_type=pending.child_workflow or "",
         instance_id=pending.child_id or "",
@@ -52,6 +53,7 @@ def child_cancel(cause: Event, pending: PendingDispatch) -> Event:
         occurred_at=cause.occurred_at,
         causation_id=cause.event_id,
         correlation_id=cause.correlation_id or cause.event_id,
+        parent=ParentRef(cause.workflow_type, cause.instance_id, pending.name, pending.dispatch_id),
     )
 
 

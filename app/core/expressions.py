@@ -25,6 +25,8 @@ _POSITION = re.compile(r"<input>:(\d+):(\d+): (.*)")
 _IN_STATE_CALL = re.compile(r"\bin_state\s*\(")
 _IN_STATE_LITERAL = re.compile(r"""\bin_state\s*\(\s*(?:"([^"\\]*)"|'([^'\\]*)')\s*\)""")
 
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"")
+
 StatePredicate = Callable[[str], bool]
 
 
@@ -70,10 +72,11 @@ def compile_expr(source: str, line: int) -> Expr:
 
 def _in_state_paths(source: str) -> tuple[str, ...]:
     """The literal paths of ``in_state(...)`` calls; a call with anything but one string
-    literal cannot be checked against the chart, so it is a syntax error."""
-    calls = len(_IN_STATE_CALL.findall(source))
+    literal cannot be checked against the chart, so it is a syntax error. Text inside other
+    string literals (``'in_state(x)'`` as data) is not a call."""
     literals = [a or b for a, b in _IN_STATE_LITERAL.findall(source)]
-    if calls != len(literals):
+    rest = _STRING.sub("''", _IN_STATE_LITERAL.sub("", source))
+    if _IN_STATE_CALL.search(rest):
         raise CelSyntaxError(
             f"in_state() in {source!r} takes one string literal, a dotted state path "
             '(in_state("shipping.packing"))'

@@ -18,11 +18,12 @@ from typing import Literal
 
 from app.core import scxml
 from app.core.composition import child_cancels, final_answer, refused_start
+from app.core.durations import parse_instant_ms
 from app.core.errors import StepFailure
 from app.core.model import NO_ACTIONS, ROOT, Chart, Transition
 from app.core.plans import ChartPlans, plans_of
 from app.core.run import MAX_MICROSTEPS, MacrostepRun, compensation_commands
-from app.core.snapshot import PendingDispatch, Snapshot
+from app.core.snapshot import PendingDispatch, Snapshot, Timer
 from app.core.validation import (
     check_data_schema,
     envelope_problem,
@@ -113,11 +114,13 @@ def step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepResult:
     if problem:
         return _rejected(snapshot, event, problem)
     base = snapshot.with_delivery(event.event_id, event.occurred_at)
-    if not snapshot.is_active:
-        return _ignored(base, event, f"instance is {snapshot.status}")
-    if event.type == START:
+    if event.type == START:  # the instance exists, ended or not: a child start is refused
         refused = _ignored(base, event, "an instance with that id already exists")
         return with_parent_answer(snapshot, event, refused, chart.limits.result_bytes)
+    if not snapshot.is_active:
+        return _ignored(base, event, f"instance is {snapshot.status}")
+    if event.type == CANCEL and event.parent is not None and event.parent != snapshot.parent:
+        return _ignored(base, event, "a $cancel from an instance that is not this one's parent")
     return _deliver(chart, base, event)
 
 
@@ -177,7 +180,7 @@ def _deliver(chart: Chart, base: Snapshot, event: Event) -> StepResult:
     if event.type == CANCEL:
         return _run_macrostep(plans, base, run, lambda: _cancel(run))
     if event.type.startswith(TIMER_PREFIX):
-        timer = next((t for t in base.timers if _timer_matches(t.id, t.event, event)), None)
+        timer = next((t for t in base.timers if _timer_matches(t, event)), None)
         if timer is None:
             return _ignored(base, event, "timer is no longer armed")
         run.disarm(timer)
@@ -363,17 +366,25 @@ def _is_result(chart: Chart, event_type: str) -> bool:
 
 
 def _matching_dispatch(snapshot: Snapshot, event: Event) -> PendingDispatch | None:
-    """The pending dispatch a result answers: by dispatch id, else the oldest of that name."""
+    """The pending dispatch a result answers: by dispatch id, else the oldest effect or
+    compute of that name. A child workflow's answer always carries its dispatch id: one
+    without it could settle the invoke and leave the child running uncancelled."""
     name = event.type.rpartition(".")[0]
     for pending in snapshot.pending:
         if pending.name != name:
             continue
-        if event.dispatch_id is None or pending.dispatch_id == event.dispatch_id:
+        if pending.dispatch_id == event.dispatch_id or (
+            event.dispatch_id is None and pending.kind != "workflow"
+        ):
             return pending
     return None
 
 
-def _timer_matches(timer_id: str, timer_event: str, event: Event) -> bool:
+def _timer_matches(timer: Timer, event: Event) -> bool:
+    """The armed timer a firing names (by id), or, for a firing without one, the timer of
+    that event type already due: an outside ``$after`` never fires a timer early."""
     if event.timer_id is not None:
-        return timer_id == event.timer_id
-    return timer_event == event.type
+        return timer.id == event.timer_id
+    return timer.event == event.type and parse_instant_ms(event.occurred_at) >= parse_instant_ms(
+        timer.deadline
+    )

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from app.core.errors import CoreError
-from app.core.interpreter import StepResult
+from app.core.interpreter import StepResult, StepTrace
 from app.core.model import Chart
 from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot
-from app.spi.envelopes import Command, Event, JournalRecord
+from app.spi.envelopes import MIGRATE, Command, Event, JournalRecord
 from app.spi.limits import canonical_json
 
 
@@ -109,7 +109,7 @@ def replay_journal(charts: Chart | ChartRegistry, records: Iterable[JournalRecor
         divergence = timer_moved(snapshot, record)
         if divergence is not None:
             return ReplayResult(snapshot, tuple(emitted), tuple(sent), divergence)
-        result = registry.route(snapshot, _as_started(snapshot, record))
+        result = _replayed_step(registry, snapshot, record)
         divergence = compare(record, result)
         if divergence is not None:
             return ReplayResult(snapshot, tuple(emitted), tuple(sent), divergence)
@@ -118,6 +118,19 @@ def replay_journal(charts: Chart | ChartRegistry, records: Iterable[JournalRecor
         if result.messages:
             sent.append((record.seq, result.messages))
     return ReplayResult(snapshot, tuple(emitted), tuple(sent))
+
+
+def _replayed_step(
+    registry: ChartRegistry, snapshot: Snapshot | None, record: JournalRecord
+) -> StepResult:
+    """The record's event stepped again. A ``$migrate`` the journal says was ignored moved
+    nothing, whatever the reason (often a target version not loaded yet, which may be
+    loaded now): it replays as the delivery it was."""
+    event = record.event
+    if event.type == MIGRATE and record.ignored and snapshot is not None:
+        base = snapshot.with_delivery(event.event_id, event.occurred_at)
+        return StepResult(base, (), StepTrace("ignored", MIGRATE, base.seq, record.reason))
+    return registry.route(snapshot, _as_started(snapshot, record))
 
 
 def _as_started(snapshot: Snapshot | None, record: JournalRecord) -> Event:

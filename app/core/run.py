@@ -251,12 +251,16 @@ class MacrostepRun:
         self.children = (*self.children, child)[-CHILD_WINDOW:]
 
     def _child_id(self, spec: InvokeSpec) -> str:
+        """The child's id (CEL ``id``, else ``<parent id>.<name>.<seq>``); its key must fit
+        the key limit, or the child's ``$start`` would be refused before any answer."""
         if spec.id is None:
-            return f"{self.instance_id}.{spec.name}.{self.seq}"
-        value = self.evaluate(spec.id)
+            value: Any = f"{self.instance_id}.{spec.name}.{self.seq}"
+        else:
+            value = self.evaluate(spec.id)
         if not isinstance(value, str) or not value:
+            source = spec.id.source if spec.id is not None else "(default)"
             raise StepFailure(
-                f"invoke {spec.name}: id {spec.id.source!r} gave {value!r}, not a non-empty string"
+                f"invoke {spec.name}: id {source!r} gave {value!r}, not a non-empty string"
             )
         key_bytes = len(instance_key(spec.workflow, value).encode())
         if key_bytes > self.chart.limits.key_bytes:

@@ -12,8 +12,9 @@ Commit ordering, for one inbound record (an event or a worker's result):
    its key (murmur2, Kafka's default partitioner: the instance's snapshot lives on that
    partition), then decode it (Avro, Confluent wire format, a strict JSON payload of
    bounded depth). An oversized record, one on another partition than its key's, an
-   undecodable record, a key that is not the event's ``workflowType:instanceId``, or an
-   unknown workflow type is sent to dead letters with the reason; nothing else happens.
+   undecodable record, or a key that is not the event's ``workflowType:instanceId`` is sent
+   to dead letters with the reason; nothing else happens. (An unknown workflow type is
+   dead-lettered at step 3, where a refused child ``$start`` also answers its parent.)
 2. Read the instance's stored value (``store.load``; the RocksDB snapshot table): its
    snapshot and the outputs of its recent steps whose source offsets may not be committed
    yet (absent: a new instance).
