@@ -12,6 +12,7 @@ import pytest
 
 from app.cli import migrate_cmd
 from app.cli.main import main
+from app.core.loader import load_chart
 from app.core.migration_plan import (
     MigrationPlan,
     Plan,
@@ -28,6 +29,7 @@ from app.infra import migration_reads, topics
 from app.infra.instance_store import encode_stored
 from app.infra.kafka_client import Record
 from app.infra.migration_reads import Progress
+from app.infra.outbox import journal_record
 from app.infra.settings import Settings
 from app.infra.wire import encode_journal
 from app.spi.envelopes import MIGRATE, Event, JournalRecord
@@ -681,3 +683,44 @@ def test_apply_exits_0_when_every_instance_moved(
         "(1 already on version 2, 0 finished)"
     ]
     assert len(kafka.sent) == 1
+
+
+SHIFT_V1 = """\
+rss: 1
+workflow: shift
+version: 1
+initial: idle
+states:
+  idle: {on: {GO: charging}}
+  charging:
+    entry: {effects: [{name: charge}]}
+    on: {charge.done: shipped}
+  shipped: {on: {DONE: fin}}
+  fin: {type: final}
+"""
+# Version 2 sends one more (fire-and-forget) effect before `charge` in the same step, so
+# every later id of that step is one higher than the journal's.
+SHIFT_V2 = SHIFT_V1.replace("version: 1", "version: 2\nmigrate: [{from: 1}]").replace(
+    "effects: [{name: charge}]", "effects: [{name: audit, mode: fire_and_forget}, {name: charge}]"
+)
+
+
+def test_a_version_that_shifts_the_ids_of_a_step_still_agrees() -> None:
+    registry = ChartRegistry([load_chart(SHIFT_V1, "v1.yaml"), load_chart(SHIFT_V2, "v2.yaml")])
+    snapshot, records = None, []
+    at = "2026-01-01T00:00:00Z"
+    for event in (
+        Event("shift", "i", "$start", "s", at, {}, version=1),
+        Event("shift", "i", "GO", "g", at, {}),
+    ):
+        result = registry.route(snapshot, event)
+        records.append(journal_record(event, result, snapshot))
+        snapshot = result.snapshot
+    assert snapshot is not None
+    (charge,) = snapshot.pending
+    done = Event("shift", "i", "charge.done", "d", at, {}, dispatch_id=charge.dispatch_id)
+    result = registry.route(snapshot, done)
+    records.append(journal_record(done, result, snapshot))
+    assert result.snapshot is not None and result.snapshot.configuration == ("shipped",)
+    plan = plan_instance(registry, result.snapshot, [r for r in records if r is not None], 2)
+    assert (plan.verdict, plan.check) == ("agrees", "replay agrees")

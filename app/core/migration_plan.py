@@ -231,15 +231,35 @@ def replay_on(
 
 
 def _readdressed(snapshot: Snapshot | None, event: Event) -> Event:
-    """A timer firing names its state in its type (``$after.<state>.<i>``): when the replay
-    armed the same timer (the same id, so the same step, and the same deadline) in a state
-    the new chart renamed, it fires under the new name, as the live timer would have."""
-    if snapshot is None or event.timer_id is None or event.dispatch_id is not None:
+    """The journal's event as the new chart's replay knows it. Ids number what a step sends
+    in order, so a version that sends one more thing earlier in a step shifts them: a result
+    whose dispatch id the replay has not pending goes to the one dispatch of that name it
+    has, and a firing whose timer id it has not armed to the one timer of that event and
+    deadline. A timer firing also names its state in its type (``$after.<state>.<i>``):
+    when the replay armed the same timer (same id and deadline) in a state the new chart
+    renamed, it fires under the new name, as the live timer would have."""
+    if snapshot is None:
+        return event
+    if event.dispatch_id is not None and event.timer_id is None:
+        return _result_readdressed(snapshot, event)
+    if event.timer_id is None:
         return event
     timer = next((t for t in snapshot.timers if t.id == event.timer_id), None)
-    if timer is None or timer.deadline != event.occurred_at or timer.event == event.type:
+    if timer is None:
+        same = [t for t in snapshot.timers if t.event == event.type]
+        same = [t for t in same if t.deadline == event.occurred_at]
+        return replace(event, timer_id=same[0].id) if len(same) == 1 else event
+    if event.dispatch_id is not None or timer.deadline != event.occurred_at:
         return event
-    return replace(event, type=timer.event)
+    return event if timer.event == event.type else replace(event, type=timer.event)
+
+
+def _result_readdressed(snapshot: Snapshot, event: Event) -> Event:
+    if any(p.dispatch_id == event.dispatch_id for p in snapshot.pending):
+        return event
+    name = event.type.rpartition(".")[0]
+    named = [p for p in snapshot.pending if p.name == name]
+    return replace(event, dispatch_id=named[0].dispatch_id) if len(named) == 1 else event
 
 
 def _complete_journal(
