@@ -1,6 +1,5 @@
 """``omninode``: check, simulate, draw and diff RSS workflows; run, replay, migrate on Kafka.
 
-
 Exit codes: 0 success, 1 not found (status/history of an unknown instance) or a check that
 failed (replay diverges, a migration plan that is not clean, projections that differ), 2 bad input
 (invalid chart, malformed events file or JSON, input over a limit, bad settings, unreadable
