@@ -30,15 +30,14 @@ from typing import Any
 
 from app.core import scxml
 from app.core.bounds import size_problem
-from app.core.composition import child_cancels
 from app.core.errors import StepFailure
 from app.core.expressions import to_json_value
 from app.core.interpreter import StepResult, StepTrace
 from app.core.model import ROOT, Chart, MigrationSpec
 from app.core.run import MacrostepRun, set_path
-from app.core.snapshot import PendingDispatch, Snapshot, Timer, dumps
+from app.core.snapshot import Snapshot, Timer, dumps
 from app.core.validation import check_data_schema, envelope_problem
-from app.spi.envelopes import MIGRATE, ChildRun, Event
+from app.spi.envelopes import MIGRATE, Event
 
 
 class MigrationFailure(StepFailure):
@@ -104,7 +103,7 @@ def _migrated(old: Chart, new: Chart, base: Snapshot, event: Event) -> StepResul
         configuration=scxml.atomic_configuration(new, config),
         data=data,
     )
-    messages = tuple(child_cancels(event, _dropped(base, migrated)))
+    messages = tuple(run.messages)  # the $cancel of every child whose invoke was dropped
     result = StepResult(snapshot, (), StepTrace("applied", MIGRATE, base.seq), messages=messages)
     text = dumps(snapshot)
     problem = size_problem(new, text, result)
@@ -227,6 +226,7 @@ def carry_over(old: Chart, run: MacrostepRun, base: Snapshot, config: set[str]) 
         if (p.owner == ROOT or p.owner in config) and p.name in new.dispatch_names
     )
     kept_ids = {p.dispatch_id for p in pending}
+    run.drop_pending([p for p in base.pending if p.dispatch_id not in kept_ids])
     timers = [
         t
         for t in base.timers
@@ -241,9 +241,13 @@ def carry_over(old: Chart, run: MacrostepRun, base: Snapshot, config: set[str]) 
         if path not in kept_states and not _keeps_after(old, new, before, path):
             for timer in new.states[path].after:
                 run.arm(path, timer)
-    migrated = replace(base, timers=(*timers, *run.timers), pending=pending, history=run.history)
-    dropped = {p.dispatch_id for p in base.pending} - kept_ids
-    return replace(migrated, children=_children_after(base, dropped))
+    return replace(
+        base,
+        timers=(*timers, *run.timers),
+        pending=pending,
+        history=run.history,
+        children=run.children,
+    )
 
 
 def _keeps_timers(
@@ -271,17 +275,3 @@ def kept_history(new: Chart, history: Mapping[str, tuple[str, ...]]) -> dict[str
         for path, recorded in history.items()
         if path in states and states[path].is_history and all(r in states for r in recorded)
     }
-
-
-def _children_after(base: Snapshot, dropped: set[str]) -> tuple[ChildRun, ...]:
-    """The children list with the children of dropped invokes cancelled."""
-    if not dropped:
-        return base.children
-    return tuple(
-        replace(c, status="cancelled") if c.dispatch_id in dropped else c for c in base.children
-    )
-
-
-def _dropped(base: Snapshot, migrated: Snapshot) -> list[PendingDispatch]:
-    kept = {p.dispatch_id for p in migrated.pending}
-    return [p for p in base.pending if p.dispatch_id not in kept]

@@ -278,8 +278,9 @@ class MacrostepRun:
             for c in self.children
         )
 
-    def _drop_pending(self, dropped: Sequence[PendingDispatch]) -> None:
-        """Pending work forgotten unanswered: its children are cancelled."""
+    def drop_pending(self, dropped: Sequence[PendingDispatch]) -> None:
+        """Pending work forgotten unanswered (the caller removed it from ``pending``): its
+        children get ``$cancel`` and are marked cancelled."""
         for cancel in child_cancels(self.event, dropped):
             self.messages.append(cancel)
         for pending in dropped:
@@ -323,7 +324,7 @@ class MacrostepRun:
             stale = [p for p in self.pending if p.owner == state]
             if stale:
                 self.pending = tuple(p for p in self.pending if p.owner != state)
-                self._drop_pending(stale)
+                self.drop_pending(stale)
 
     def settle(self, pending: PendingDispatch, result_type: str) -> None:
         """A result arrived for ``pending``: forget it, and remember it for the saga; a
@@ -333,7 +334,7 @@ class MacrostepRun:
             outcome = result_type.rpartition(".")[2]
             self.timers = tuple(t for t in self.timers if t.dispatch_id != pending.dispatch_id)
             if outcome == "timeout":
-                self._drop_pending([pending])
+                self.drop_pending([pending])
             self._mark_child(pending.dispatch_id, outcome)
             return
         if result_type.endswith(".done") and pending.compensate:
@@ -351,7 +352,7 @@ class MacrostepRun:
         self.status = status
         self.final_state = final_state
         self.timers = ()
-        self._drop_pending(self.pending)
+        self.drop_pending(self.pending)
         self.pending = ()
         self.internal_queue.clear()
         self.entered.clear()
