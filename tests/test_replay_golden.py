@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from app.cli.replay_cmd import instances, read_journal_file, replay_instance
+from app.cli.replay_cmd import instances, read_journal_file
 from app.core.loader import load_chart
 from app.core.replay import replay_journal
 from app.core.router import ChartRegistry
@@ -68,8 +68,7 @@ def test_golden_journal_replays_identically(charts: ChartRegistry, path: Path) -
     assert journals.keys() == snapshots.keys()
     for key, journal in journals.items():
         assert [r.seq for r in journal] == list(range(1, len(journal) + 1))
-        assert replay_journal(charts, journal).divergence is None
-        result = replay_instance(charts, journal)
+        result = replay_journal(charts, journal)
         assert result.divergence is None, f"{key}: {result.divergence}"
         assert result.snapshot is not None
         assert result.snapshot.to_dict() == snapshots[key]
@@ -261,18 +260,18 @@ def test_a_changed_chart_fails_replay(
 ) -> None:
     journals = golden(*journal)
     registry = changed(charts, workflow, *edits)
-    divergence = replay_instance(registry, journals[key]).divergence
+    divergence = replay_journal(registry, journals[key]).divergence
     assert divergence is not None
     assert (divergence.seq, divergence.what) == (seq, what), str(divergence)
     # The other instances of the world replay as before, unless they run the changed chart.
     for other, records in journals.items():
         if other != key and not other.startswith(f"{workflow}:"):
-            assert replay_instance(registry, records).divergence is None, other
+            assert replay_journal(registry, records).divergence is None, other
 
 
 def test_a_changed_condition_names_the_states_either_way(charts: ChartRegistry) -> None:
     registry = changed(charts, "order_fulfillment", (">= data.total", "> data.total"))
-    divergence = replay_instance(
+    divergence = replay_journal(
         registry, golden("order_fulfillment", "happy")["order_fulfillment:sim-1"]
     ).divergence
     assert str(divergence) == (
@@ -291,7 +290,6 @@ def test_a_changed_delay_shows_at_the_firing_not_in_the_per_record_fields(
     registry = changed(charts, "order_fulfillment", ("delay: 24h", "delay: 12h"))
     journal = golden("order_fulfillment", "unpaid_expires")["order_fulfillment:sim-1"]
     divergence = replay_journal(registry, journal).divergence
-    assert divergence == replay_instance(registry, journal).divergence
     assert str(divergence) == (
         "seq 3 ($after.awaiting_payment.0): timer differs: journal has a firing at "
         "2026-03-02T10:00:00Z, replay gives the timer armed for 2026-03-01T22:00:00Z"
@@ -308,7 +306,7 @@ def test_a_data_change_no_step_reads_shows_only_in_the_snapshot(charts: ChartReg
         ('assign: {tracking: "event.payload.tracking"}', "assign: {tracking: \"'unknown'\"}"),
     )
     journal = golden("order_fulfillment", "happy")["order_fulfillment:sim-1"]
-    result = replay_instance(registry, journal)
+    result = replay_journal(registry, journal)
     assert result.divergence is None and result.snapshot is not None
     stored = stored_snapshots(GOLDEN / "order_fulfillment" / "happy.jsonl")
     assert stored["order_fulfillment:sim-1"]["data"] != result.snapshot.data
@@ -386,7 +384,7 @@ def test_a_journal_with_migrate_replays_by_switching_charts() -> None:
     assert migrated.configuration == ("working.active",)
     assert [r.workflow_version for r in journal] == [1, 1, 1, 1, 2, 2, 2, 2]
     both = ChartRegistry([load_chart(TICKET_V1, "v1.yaml"), load_chart(TICKET_V2, "v2.yaml")])
-    result = replay_instance(both, journal)
+    result = replay_journal(both, journal)
     assert result.divergence is None
     assert result.snapshot is not None and result.snapshot.to_dict() == final
     assert result.snapshot.data["priority"] == "high"  # the migration's data transform ran
@@ -395,7 +393,7 @@ def test_a_journal_with_migrate_replays_by_switching_charts() -> None:
 def test_a_migrate_journal_without_the_target_version_diverges_at_the_migrate() -> None:
     journal, _ = ticket_journal()
     only_v1 = ChartRegistry([load_chart(TICKET_V1, "v1.yaml")])
-    divergence = replay_instance(only_v1, journal).divergence
+    divergence = replay_journal(only_v1, journal).divergence
     assert divergence is not None
     assert (divergence.seq, divergence.event_type, divergence.what) == (5, MIGRATE, "ignored")
 
@@ -404,7 +402,7 @@ def test_a_changed_migration_diverges_at_the_migrate() -> None:
     journal, _ = ticket_journal()
     remapped = TICKET_V2.replace("in_progress: working.active", "in_progress: working.paused")
     both = ChartRegistry([load_chart(TICKET_V1, "v1.yaml"), load_chart(remapped, "v2.yaml")])
-    divergence = replay_instance(both, journal).divergence
+    divergence = replay_journal(both, journal).divergence
     assert divergence is not None
     assert (divergence.seq, divergence.what) == (5, "configuration")
     assert divergence.recorded == "['working.active']"
@@ -415,7 +413,7 @@ def test_a_changed_target_version_diverges_after_the_migrate() -> None:
     journal, _ = ticket_journal()
     changed_v2 = TICKET_V2.replace("{RESUME: active}", '{RESUME: "#closed"}')
     both = ChartRegistry([load_chart(TICKET_V1, "v1.yaml"), load_chart(changed_v2, "v2.yaml")])
-    divergence = replay_instance(both, journal).divergence
+    divergence = replay_journal(both, journal).divergence
     assert divergence is not None
     assert (divergence.seq, divergence.event_type, divergence.what) == (7, "RESUME", "status")
 
@@ -427,7 +425,7 @@ def test_an_instance_started_before_a_newer_version_was_loaded_replays_on_its_ow
     unpinned = [replace(journal[0], event=replace(journal[0].event, version=None)), *journal[1:]]
     assert unpinned[0].workflow_version == 1 and unpinned[0].event.version is None
     both = ChartRegistry([load_chart(TICKET_V1, "v1.yaml"), load_chart(TICKET_V2, "v2.yaml")])
-    result = replay_instance(both, unpinned)
+    result = replay_journal(both, unpinned)
     assert result.divergence is None
     assert result.snapshot is not None and result.snapshot.to_dict() == final
 

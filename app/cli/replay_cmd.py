@@ -22,8 +22,7 @@ from dataclasses import asdict
 from typing import Any, get_args
 
 from app.core.errors import ChartError
-from app.core.replay import Divergence, ReplayResult, replay_journal
-from app.core.router import ChartRegistry
+from app.core.replay import Divergence, replay_journal
 from app.infra import topics
 from app.infra.control import read_history
 from app.infra.kafka_client import read_topic
@@ -91,7 +90,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"omninode: no journal records for {which}", file=sys.stderr)
         return EXIT_DIVERGED
     reports = [
-        (key, len(journal), replay_instance(registry, journal).divergence)
+        (key, len(journal), replay_journal(registry, journal).divergence)
         for key, journal in journals.items()
     ]
     _print_reports(reports, args.json)
@@ -134,12 +133,6 @@ def instances(records: Iterable[JournalRecord]) -> dict[str, list[JournalRecord]
     for record in records:
         by_key.setdefault(record.key, {}).setdefault(record.seq, record)
     return {key: [seqs[s] for s in sorted(seqs)] for key, seqs in sorted(by_key.items())}
-
-
-def replay_instance(registry: ChartRegistry, journal: Sequence[JournalRecord]) -> ReplayResult:
-    """Replay one instance's journal (seq order): :func:`app.core.replay.replay_journal`,
-    which also checks each timer firing against the deadline replay armed (``timer``)."""
-    return replay_journal(registry, journal)
 
 
 async def read_journals(
