@@ -18,10 +18,11 @@ from typing import Any
 
 import pytest
 
-from app.cli.replay_cmd import instances, read_journal_file
+from app.cli.replay_cmd import read_journal_file
 from app.core.loader import load_chart
 from app.core.replay import replay_journal
 from app.core.router import ChartRegistry
+from app.infra.kafka_journal import by_instance
 from app.infra.outbox import journal_record
 from app.spi.envelopes import MIGRATE, Event, JournalRecord
 from app.spi.limits import DEFAULT_LIMITS
@@ -46,7 +47,7 @@ def charts() -> ChartRegistry:
 
 def golden(workflow: str, name: str) -> dict[str, list[JournalRecord]]:
     """A golden file's journals, by instance key, each in seq order."""
-    return instances(read_journal_file(str(GOLDEN / workflow / f"{name}.jsonl"), DEFAULT_LIMITS))
+    return by_instance(read_journal_file(str(GOLDEN / workflow / f"{name}.jsonl"), DEFAULT_LIMITS))
 
 
 def stored_snapshots(journal: Path) -> dict[str, dict[str, object]]:
@@ -63,7 +64,7 @@ def test_there_is_a_golden_journal_for_every_scenario() -> None:
 
 @pytest.mark.parametrize("path", JOURNALS, ids=lambda p: f"{p.parent.name}/{p.stem}")
 def test_golden_journal_replays_identically(charts: ChartRegistry, path: Path) -> None:
-    journals = instances(read_journal_file(str(path), DEFAULT_LIMITS))
+    journals = by_instance(read_journal_file(str(path), DEFAULT_LIMITS))
     snapshots = stored_snapshots(path)
     assert journals.keys() == snapshots.keys()
     for key, journal in journals.items():

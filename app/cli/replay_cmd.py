@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any, get_args
 
@@ -26,6 +26,7 @@ from app.core.replay import Divergence, replay_journal
 from app.infra import topics
 from app.infra.control import read_history
 from app.infra.kafka_client import read_topic
+from app.infra.kafka_journal import by_instance
 from app.infra.runtime import load_registry
 from app.infra.settings import Settings
 from app.infra.wire import AvroDecodeError, decode_journal, encode_event
@@ -84,7 +85,7 @@ def _replay(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return EXIT_BAD_INPUT
     chosen = (r for r in records if _selected(r.event, args.workflow, args.instance_id))
-    journals = instances(chosen)
+    journals = by_instance(chosen)
     if not journals and args.workflow is not None:
         which = ":".join(part for part in (args.workflow, args.instance_id) if part is not None)
         print(f"omninode: no journal records for {which}", file=sys.stderr)
@@ -123,16 +124,6 @@ def _print_reports(reports: Sequence[tuple[str, int, Divergence | None]], as_jso
 
 
 # -- replaying -------------------------------------------------------------------------------
-
-
-def instances(records: Iterable[JournalRecord]) -> dict[str, list[JournalRecord]]:
-    """Each instance's records in seq order, each seq once, by instance key (sorted): a
-    redelivered event may re-emit a record, and the first one read wins, as in
-    ``read_history``."""
-    by_key: dict[str, dict[int, JournalRecord]] = {}
-    for record in records:
-        by_key.setdefault(record.key, {}).setdefault(record.seq, record)
-    return {key: [seqs[s] for s in sorted(seqs)] for key, seqs in sorted(by_key.items())}
 
 
 async def read_journals(

@@ -58,9 +58,14 @@ class KafkaJournal:
 async def read_journal(settings: Settings, key: str, after_seq: int = 0) -> list[JournalRecord]:
     """An instance's records in seq order, each seq once (redelivery may re-emit a record)."""
     found = await read_key(settings, settings.topic(topics.JOURNAL), key.encode())
-    by_seq: dict[int, JournalRecord] = {}
-    for raw in found:
-        record = decode_journal(raw.value)
-        if record.seq > after_seq:
-            by_seq.setdefault(record.seq, record)
-    return [by_seq[seq] for seq in sorted(by_seq)]
+    records = by_instance(decode_journal(raw.value) for raw in found).get(key, [])
+    return [record for record in records if record.seq > after_seq]
+
+
+def by_instance(records: Iterable[JournalRecord]) -> dict[str, list[JournalRecord]]:
+    """Each instance's records in seq order, each seq once, by instance key (sorted): a
+    redelivered event may re-emit a record, and the first one read wins."""
+    by_key: dict[str, dict[int, JournalRecord]] = {}
+    for record in records:
+        by_key.setdefault(record.key, {}).setdefault(record.seq, record)
+    return {key: [seqs[s] for s in sorted(seqs)] for key, seqs in sorted(by_key.items())}

@@ -19,7 +19,7 @@ from app.core.snapshot import Snapshot
 from app.infra import topics
 from app.infra.instance_store import decode_stored
 from app.infra.kafka_client import Record, read_topic
-from app.infra.kafka_journal import read_journal
+from app.infra.kafka_journal import by_instance, read_journal
 from app.infra.settings import Settings
 from app.infra.wire import AvroDecodeError, decode_journal
 from app.spi.envelopes import Event, JournalRecord, instance_key
@@ -62,17 +62,16 @@ async def read_journals(settings: Settings, keys: Collection[str], reads: Instan
     """Fill ``reads.journals`` with the journal of each of ``keys``, in seq order, each seq
     once (a redelivered event may re-emit a record): one read of the journal topic."""
     wanted = {key.encode() for key in keys}
-    by_key: dict[str, dict[int, JournalRecord]] = {key: {} for key in keys}
+    decoded: list[JournalRecord] = []
     for record in await read_topic(settings, settings.topic(topics.JOURNAL)):
         if record.key not in wanted:
             continue
         try:
-            journal = decode_journal(record.value)
+            decoded.append(decode_journal(record.value))
         except AvroDecodeError as exc:
             reads.unreadable.append(f"{_where(record)}: {exc}")
-            continue
-        by_key.setdefault(journal.key, {}).setdefault(journal.seq, journal)
-    reads.journals = {key: [seqs[s] for s in sorted(seqs)] for key, seqs in by_key.items()}
+    grouped = by_instance(decoded)
+    reads.journals = {key: grouped.get(key, []) for key in keys}
 
 
 def _where(record: Record) -> str:
