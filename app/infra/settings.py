@@ -11,6 +11,8 @@
 | OMNINODE_REPLICATION | overrides the manifest's replication factor | manifest |
 | OMNINODE_APP_ID | Faust app id (consumer group, changelogs) and topic prefix | omninode |
 | OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
+| OMNINODE_QUEUES | task queues this worker's handlers serve, comma-separated | its handlers' queues |
+| SCHEMA_REGISTRY_URL | a Confluent-compatible schema registry: write its ids | off (hash ids) |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
 | OMNINODE_PROCESSING_GUARANTEE | at_least_once or exactly_once (transactions) | at_least_once |
 | OMNINODE_MAX_* | input limits (``app.spi.limits``, docs/runtime.md#limits) | see there |
@@ -22,6 +24,7 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -29,6 +32,7 @@ from typing import Literal
 from aiokafka.helpers import create_ssl_context
 
 from app.infra.topics import MANIFEST, ManifestError, TopicSpec, load_manifest
+from app.spi.envelopes import QUEUE_PATTERN
 from app.spi.limits import DEFAULT_LIMITS, Limits
 
 Profile = Literal["production", "local"]
@@ -64,6 +68,9 @@ class Settings:
     app_id: str = "omninode"
     web_port: int | None = None
     worker_concurrency: int = 8
+    # None: the queues of the handlers this worker registered (app.infra.queues).
+    queues: frozenset[str] | None = None
+    schema_registry_url: str | None = None
     processing_guarantee: str = "at_least_once"
     security: Security = Security()
     limits: Limits = DEFAULT_LIMITS
@@ -88,6 +95,12 @@ class Settings:
         roles = frozenset(_split(env.get("OMNINODE_ROLES", ""), ",")) or ROLES
         if unknown := roles - ROLES:
             raise SettingsError(f"unknown OMNINODE_ROLES {sorted(unknown)}; use {sorted(ROLES)}")
+        queues = frozenset(_split(env.get("OMNINODE_QUEUES", ""), ",")) or None
+        for queue in sorted(queues or ()):
+            if not re.match(QUEUE_PATTERN, queue):
+                raise SettingsError(
+                    f"OMNINODE_QUEUES: {queue!r} is not a queue name ({QUEUE_PATTERN})"
+                )
         return cls(
             bootstrap_servers=env.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092"),
             rss_paths=tuple(_split(env.get("OMNINODE_RSS_PATH", ""), ":")) or ("rss/",),
@@ -99,6 +112,8 @@ class Settings:
             app_id=env.get("OMNINODE_APP_ID", "omninode"),
             web_port=_int(env, "OMNINODE_WEB_PORT"),
             worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
+            queues=queues,
+            schema_registry_url=env.get("SCHEMA_REGISTRY_URL", "").strip() or None,
             processing_guarantee=guarantee,
             security=Security(
                 protocol=env.get("KAFKA_SECURITY_PROTOCOL", "PLAINTEXT"),

@@ -105,6 +105,7 @@ def encode_command(command: Command) -> bytes:
             "timeout_ms": command.timeout_ms,
             "compensate": command.compensate,
             "compensation_of": command.compensation_of,
+            "queue": command.queue,
         }
     )
 
@@ -128,6 +129,7 @@ def decode_command(data: bytes | None) -> Command:
         timeout_ms=record["timeout_ms"],
         compensate=record["compensate"],
         compensation_of=record["compensation_of"],
+        queue=record["queue"],
     )
 
 

@@ -24,6 +24,11 @@ CANCEL = "$cancel"
 MIGRATE = "$migrate"  # RSS v1.1: payload {"to": N} moves an instance onto version N
 TIMER_PREFIX = "$after."
 RESULT_SUFFIXES = (".done", ".failed", ".timeout")
+# Task queues: an effect or compute names one (``queue:``, default ``default``); its commands
+# travel on ``<app>.commands.<queue>``, served by the workers that handle that queue. The
+# name becomes part of a topic name, so it is short and topic-safe.
+DEFAULT_QUEUE = "default"
+QUEUE_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,47}$"
 
 
 def instance_key(workflow_type: str, instance_id: str) -> str:
@@ -235,6 +240,7 @@ class Command:
     timeout_ms: int | None
     compensate: str | None = None
     compensation_of: str | None = None
+    queue: str = DEFAULT_QUEUE
 
     @property
     def key(self) -> str:
