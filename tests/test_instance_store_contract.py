@@ -6,7 +6,7 @@ trip). Like Faust, the table store's commit confirms every record handled so far
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from app.core.ports import (
     StoredInstance,
     armed_timers,
 )
-from app.core.snapshot import Snapshot
+from app.core.snapshot import Snapshot, timer_firing
 from app.infra.instance_store import TableInstanceStore, decode_stored
 from app.infra.outbox import step_output
 from app.spi.envelopes import Event
@@ -89,7 +89,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InstanceSt
 
 
 def started(instance: str = "i", offset: int = 0) -> tuple[Snapshot, StepOutput]:
-    """A new instance with two armed timers and a pending effect, and its step's output."""
+    """A new instance with two armed timers, a pending effect (and its deadline timer), and
+    its step's output."""
     event = Event("w", instance, "$start", f"s-{instance}", T0)
     result = bounded_step(TIMED, None, event)
     output = step_output(event, result, ("omninode.events", 0, offset))
@@ -178,10 +179,18 @@ def test_saved_timers_are_the_snapshots_armed_timers(store: InstanceStore) -> No
     store.save_timers("w:one", one)
     store.save_timers("w:two", two)
     expected = [*armed_timers(one), *armed_timers(two)]
-    assert len(expected) == 4 and expected[0].timer.state == "a"
-    assert sorted(store.armed_timers(), key=repr) == sorted(expected, key=repr)
+    # Per instance: the two `after` timers and the pending effect's deadline.
+    assert len(expected) == 6 and expected[0].timer.state == "a"
+    assert [t.timer.event for t in expected].count("ship.timeout") == 2
+    assert firings(store.armed_timers()) == firings(expected)
     done = bounded_step(TIMED, one, Event("w", "one", "GO", "g", T0)).snapshot
     assert done is not None and done.timers == ()
     store.save_timers("w:one", done)  # none left: the instance's timers are gone
     store.save_timers("w:never", done)  # an instance that never had any: nothing to do
-    assert store.armed_timers() == list(armed_timers(two))
+    assert firings(store.armed_timers()) == firings(armed_timers(two))
+
+
+def firings(timers: Iterable[ArmedTimer]) -> list[Event]:
+    """What the armed timers fire (a dispatch's timeout fires whatever state armed it)."""
+    fired = (timer_firing(t.workflow_type, t.instance_id, t.timer) for t in timers)
+    return sorted(fired, key=repr)

@@ -4,6 +4,7 @@ and by the CLI), its cache, and its errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -49,15 +50,19 @@ def test_a_value_written_before_outputs_were_stored_reads_without_outputs() -> N
 
 def test_the_timer_row_is_the_json_list_of_the_instances_armed_timers() -> None:
     snapshot, _ = started()
-    first, second = snapshot.timers
+    deadline, first, second = snapshot.timers  # the effect's deadline, armed with it
     row = encode_timers(snapshot)
     expected = (
-        f'[{{"deadline":"{first.deadline}","event":"$after.a.0","id":"{first.id}",'
+        f'[{{"deadline":"{deadline.deadline}","dispatch_id":"{deadline.dispatch_id}",'
+        f'"event":"ship.timeout","id":"{deadline.id}","instance_id":"i","workflow_type":"w"}},'
+        f'{{"deadline":"{first.deadline}","event":"$after.a.0","id":"{first.id}",'
         f'"instance_id":"i","workflow_type":"w"}},{{"deadline":"{second.deadline}",'
         f'"event":"$after.a.1","id":"{second.id}","instance_id":"i","workflow_type":"w"}}]'
     )
     assert row == expected.encode()
-    assert decode_timers(row) == (ArmedTimer("w", "i", first), ArmedTimer("w", "i", second))
+    # A dispatch's timeout fires whatever state armed it: its row keeps no state.
+    stateless = dataclasses.replace(deadline, state="")
+    assert decode_timers(row) == tuple(ArmedTimer("w", "i", t) for t in (stateless, first, second))
 
 
 def test_a_timer_row_names_the_state_and_index_in_its_event() -> None:

@@ -120,23 +120,23 @@ def test_a_changed_chart_is_exit_1_with_the_divergence(replay: Run, tmp_path: Pa
 def test_json_has_one_object_per_instance(replay: Run, tmp_path: Path) -> None:
     charts = tmp_path / "rss"
     charts.mkdir()
-    shutil.copy(RSS / "order_fulfillment.yaml", charts)
-    text = (RSS / "shipment.yaml").read_text(encoding="utf-8")
-    (charts / "shipment.yaml").write_text(text.replace("delay: 1h", "delay: 2h"))
-    journal = GOLDEN / "order_fulfillment" / "shipment_not_booked.jsonl"
+    shutil.copy(RSS / "shipment.yaml", charts)
+    text = (RSS / "order_fulfillment.yaml").read_text(encoding="utf-8")
+    (charts / "order_fulfillment.yaml").write_text(text.replace("timeout: 2h", "timeout: 3h"))
+    journal = GOLDEN / "order_fulfillment" / "shipment_times_out.jsonl"
     code, out, err = replay("--journal", str(journal), "--json", rss=charts)
     assert code == 1, err
     rows = [json.loads(line) for line in out.splitlines()]
     assert [set(row) for row in rows] == [{"instance", "records", "identical", "divergence"}] * 2
     parent, child = rows
-    assert (parent["identical"], parent["divergence"]) == (True, None)
-    assert child["identical"] is False
-    assert child["divergence"] == {
-        "seq": 2,
-        "event_type": "$after.booking.0",
+    assert (child["identical"], child["divergence"]) == (True, None)
+    assert parent["identical"] is False
+    assert parent["divergence"] == {
+        "seq": 7,
+        "event_type": "ship.timeout",
         "what": "timer",
-        "recorded": "a firing at 2026-01-01T10:10:00Z",
-        "replayed": "the timer armed for 2026-01-01T11:10:00Z",
+        "recorded": "a firing at 2026-01-01T11:10:00Z",
+        "replayed": "the timer armed for 2026-01-01T12:10:00Z",
     }
     assert err.splitlines()[-1] == "2 instances replayed: 1 identical, 1 diverging"
 

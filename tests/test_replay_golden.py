@@ -111,6 +111,9 @@ LABELLING = """\
       effects:
         - name: print_label
           input: {order_id: data.order_id, booking: data.booking}
+          # The label printer works through a queue of its own: a label may take an hour.
+          timeout: 1h
+          retry: {max_attempts: 2}
     on:
       print_label.done:
         target: shipped

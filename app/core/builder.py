@@ -33,7 +33,7 @@ from app.core.model import (
 )
 from app.core.payload_schemas import compile_payload_schema
 from app.core.yamlsrc import Path, SourceDoc
-from app.spi.envelopes import RESULT_SUFFIXES, DispatchKind, RetryPolicy
+from app.spi.envelopes import DEFAULT_QUEUE, RESULT_SUFFIXES, DispatchKind, RetryPolicy
 from app.spi.limits import DEFAULT_LIMITS, Limits, json_problem
 
 DEFAULT_TIMEOUT_MS = 30_000
@@ -251,6 +251,7 @@ class ChartBuilder:
             timeout_ms=timeout if timeout is not None else DEFAULT_TIMEOUT_MS,
             compensate=compensate,
             line=self.line(where),
+            queue=spec.get("queue", DEFAULT_QUEUE),
         )
 
     def _retry(self, raw: dict[str, Any], where: Path) -> RetryPolicy:

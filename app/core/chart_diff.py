@@ -361,6 +361,7 @@ def _compare_dispatch(subject: str, a: DispatchSpec, b: DispatchSpec) -> list[Ch
         ("retry", _retry(a.retry), _retry(b.retry)),
         ("timeout", _duration(a.timeout_ms), _duration(b.timeout_ms)),
         ("compensate", a.compensate, b.compensate),
+        ("queue", a.queue, b.queue),
     ]
     return changes + [Change(subject, k, x, y) for k, x, y in fields if x != y]
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from app.core.expressions import Expr
 from app.core.guards import GuardRegistry
-from app.spi.envelopes import DispatchKind, DispatchMode, RetryPolicy
+from app.spi.envelopes import DEFAULT_QUEUE, DispatchKind, DispatchMode, RetryPolicy
 from app.spi.limits import DEFAULT_LIMITS, Limits
 
 StateType = Literal["atomic", "compound", "parallel", "final", "history"]
@@ -39,6 +39,9 @@ class DispatchSpec:
     timeout_ms: int | None
     compensate: str | None
     line: int
+    # The task queue its commands travel on (``<app>.commands.<queue>``); an OmniNode
+    # extension to RSS. A compensation travels on the queue of the effect it undoes.
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,3 +240,10 @@ class Chart:
                 found.extend(group)
             found.extend(node.always)
         return sorted(found, key=lambda t: t.order)
+
+    def dispatch_specs(self) -> list[DispatchSpec]:
+        """Every effect and compute the chart declares: entry and exit actions state by
+        state, then transitions in document order."""
+        actions = [a for node in self.states.values() for a in (node.entry, node.exit)]
+        actions += [transition.actions for transition in self.transitions()]
+        return [spec for a in actions for spec in (*a.effects, *a.computes)]

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.spi.envelopes import QUEUE_PATTERN
+
 STATE_NAME = r"^[a-z_][a-z0-9_]*$"
 WORKFLOW_NAME = r"^[a-z][a-z0-9_]*$"
 DISPATCH_NAME = r"^[a-z_][a-z0-9_]*$"
@@ -40,6 +42,7 @@ _DISPATCH: dict[str, Any] = {
                 },
                 "timeout": {"type": "string"},
                 "compensate": {"type": "string", "pattern": DISPATCH_NAME},
+                "queue": {"type": "string", "pattern": QUEUE_PATTERN},
                 "description": {"type": "string"},
             },
         },

@@ -30,6 +30,7 @@ from app.spi.envelopes import (
     JsonObject,
     ParentRef,
     RetryPolicy,
+    dispatch_deadline_ms,
     instance_key,
 )
 
@@ -179,6 +180,7 @@ class MacrostepRun:
             retry=spec.retry,
             timeout_ms=spec.timeout_ms,
             compensate=spec.compensate,
+            queue=spec.queue,
         )
         self.commands.append(command)
         if spec.mode == "await":
@@ -192,8 +194,20 @@ class MacrostepRun:
                     owner=owner,
                     compensate=spec.compensate,
                     input=payload if spec.compensate else None,
+                    queue=spec.queue,
                 )
             )
+            self._arm_deadline(spec, command.command_id, owner)
+
+    def _arm_deadline(self, spec: DispatchSpec, dispatch_id: str, owner: str) -> None:
+        """A worker answers every command it runs, but nobody may serve the command's queue:
+        a deadline timer answers ``<name>.timeout`` then, so no instance waits forever. Its
+        id derives from the dispatch's, leaving the step's id counter (and every other id)
+        as it was."""
+        delay = dispatch_deadline_ms(spec.retry, spec.timeout_ms or 0)
+        deadline = self._deadline(delay, f"{spec.name}.timeout")
+        event = f"{spec.name}.timeout"
+        self._add_timer(Timer(f"{dispatch_id}:deadline", deadline, event, owner, -1, dispatch_id))
 
     def _dispatch_input(self, spec: DispatchSpec) -> JsonObject:
         if spec.input is None:
@@ -284,6 +298,7 @@ class MacrostepRun:
         for cancel in child_cancels(self.event, dropped):
             self.messages.append(cancel)
         for pending in dropped:
+            self._disarm_dispatch(pending.dispatch_id)
             if pending.kind == "workflow":
                 self._mark_child(pending.dispatch_id, "cancelled")
 
@@ -314,6 +329,11 @@ class MacrostepRun:
     def disarm(self, timer: Timer) -> None:
         self.timers = tuple(t for t in self.timers if t is not timer)
 
+    def _disarm_dispatch(self, dispatch_id: str) -> None:
+        """Disarm a dispatch's timeout (an invoke's ``timeout``, a command's deadline)."""
+        if self.timers and any(t.dispatch_id == dispatch_id for t in self.timers):
+            self.timers = tuple(t for t in self.timers if t.dispatch_id != dispatch_id)
+
     def record_history(self, state: str, recorded: tuple[str, ...]) -> None:
         self.history = {**self.history, state: recorded}
 
@@ -330,9 +350,9 @@ class MacrostepRun:
         """A result arrived for ``pending``: forget it, and remember it for the saga; a
         child's answer disarms its timeout, and a timeout cancels the child."""
         self.pending = tuple(p for p in self.pending if p.dispatch_id != pending.dispatch_id)
+        self._disarm_dispatch(pending.dispatch_id)
         if pending.kind == "workflow":
             outcome = result_type.rpartition(".")[2]
-            self.timers = tuple(t for t in self.timers if t.dispatch_id != pending.dispatch_id)
             if outcome == "timeout":
                 self.drop_pending([pending])
             self._mark_child(pending.dispatch_id, outcome)
@@ -345,6 +365,7 @@ class MacrostepRun:
                     compensate=pending.compensate,
                     input=pending.input or {},
                     result=to_json_value(self.event.payload, "result payload", self.json_depth),
+                    queue=pending.queue,
                 )
             )
 
@@ -382,6 +403,7 @@ def compensation_commands(
                 retry=_DEFAULT_RETRY,
                 timeout_ms=30_000,
                 compensation_of=done.dispatch_id,
+                queue=done.queue,
             )
         )
     return commands

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from app.spi.envelopes import (
+    DEFAULT_QUEUE,
     ChildRun,
     DispatchMode,
     Event,
@@ -73,6 +74,7 @@ class PendingDispatch:
     input: JsonObject | None = None
     child_workflow: str | None = None
     child_id: str | None = None
+    queue: str = DEFAULT_QUEUE  # an effect's or compute's task queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,7 @@ class CompletedEffect:
     compensate: str
     input: JsonObject
     result: JsonValue
+    queue: str = DEFAULT_QUEUE  # its compensation travels on the effect's queue
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,7 @@ def _pending_dict(pending: PendingDispatch) -> dict[str, Any]:
             if pending.child_workflow is not None
             else {}
         ),
+        **({"queue": pending.queue} if pending.queue != DEFAULT_QUEUE else {}),
     }
 
 
@@ -234,4 +238,5 @@ def _completed_dict(done: CompletedEffect) -> dict[str, Any]:
         "compensate": done.compensate,
         "input": done.input,
         "result": done.result,
+        **({"queue": done.queue} if done.queue != DEFAULT_QUEUE else {}),
     }

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from app.core.model import Actions, Chart, DispatchSpec
+from app.core.model import Chart, DispatchSpec
 from app.infra import topics
 from app.infra.avro import HEADER, MAGIC, SCHEMA_DIR, SCHEMA_NAMES, codec
 from app.infra.settings import Settings
@@ -371,7 +371,7 @@ class _Site:
 
 def dispatch_sites(chart: Chart) -> Iterator[_Site]:
     """Every effect and compute the chart dispatches, with each compensation it names."""
-    for spec in _dispatch_specs(chart):
+    for spec in chart.dispatch_specs():
         if spec.input is None:  # the dispatch sends the instance's whole data
             data = {
                 "description": "the instance's data",
@@ -384,14 +384,6 @@ def dispatch_sites(chart: Chart) -> Iterator[_Site]:
         if spec.compensate is not None:
             schema = _compensation(spec)
             yield _Site("effect", spec.compensate, "fire_and_forget", None, schema, True)
-
-
-def _dispatch_specs(chart: Chart) -> Iterator[DispatchSpec]:
-    actions: list[Actions] = [a for node in chart.states.values() for a in (node.entry, node.exit)]
-    actions += [transition.actions for transition in chart.transitions()]
-    for action in actions:
-        yield from action.effects
-        yield from action.computes
 
 
 def _compensation(spec: DispatchSpec) -> Json:

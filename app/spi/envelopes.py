@@ -219,6 +219,25 @@ class RetryPolicy:
             return self.initial_ms
         return int(min(self.max_ms, self.initial_ms * 2 ** (attempt - 2)))
 
+    def budget_ms(self, timeout_ms: int) -> int:
+        """The longest a worker can take on a command: every attempt's timeout and every
+        back-off between attempts."""
+        attempts = range(1, max(1, self.max_attempts) + 1)
+        return sum(timeout_ms + self.delay_before_attempt_ms(a) for a in attempts)
+
+
+# A dispatch with no answer this long after its budget times out (see dispatch_deadline_ms).
+DEADLINE_GRACE_MS = 60_000
+
+
+def dispatch_deadline_ms(retry: RetryPolicy, timeout_ms: int) -> int:
+    """How long the reducer waits for an awaited dispatch's answer before it answers
+    ``<name>.timeout`` itself (schedule-to-close): twice the retry budget, and at least the
+    budget plus a minute, which leaves a slow queue time to reach the command; a worker
+    that answers later is ignored as stale."""
+    budget = retry.budget_ms(timeout_ms)
+    return budget + max(budget, DEADLINE_GRACE_MS)
+
 
 @dataclass(frozen=True, slots=True)
 class Command:
