@@ -3,7 +3,8 @@
 Every value is ``0x00`` + a 4-byte big-endian schema id + the Avro binary body. Without a
 schema registry the id is derived from the schema's Parsing Canonical Form (the first 31
 bits of its SHA-256), so every process computes the same id for the same schema and a
-reader can tell a foreign or changed schema from its own.
+reader can tell a foreign or changed schema from its own. With a schema registry
+(:mod:`app.infra.registry`) a codec writes the registry's id instead and reads both kinds.
 
 Schemas evolve compatibly (new fields have defaults). The earlier versions of a schema are
 kept in ``avro_schemas/history/<version>/``: a record written with one of them is read with
@@ -53,12 +54,35 @@ class AvroCodec(codecs.Codec):
         self.name = name
         self.schema = fastavro.schema.load_schema(str(schema_dir / f"{name}.avsc"))
         self.schema_id = _schema_id(self.schema)
-        self._header = HEADER.pack(MAGIC, self.schema_id)
-        # Writer schemas by id: the current one, then earlier versions (read by resolution).
-        self._writers: dict[int, Any] = {self.schema_id: self.schema}
+        # Every version by its own (hash) id: the current one, then earlier versions.
+        self.versions: dict[int, Any] = {self.schema_id: self.schema}
         for old in sorted((schema_dir / "history").glob(f"*/{name}.avsc")):
             earlier = fastavro.schema.load_schema(str(old))
-            self._writers.setdefault(_schema_id(earlier), earlier)
+            self.versions.setdefault(_schema_id(earlier), earlier)
+        self.reset_ids()
+
+    def use_ids(self, write_id: int, aliases: Mapping[int, int]) -> None:
+        """Write ``write_id`` (another id of the current schema, a registry's) and read,
+        besides every version's own id, each alias: another id of the version whose own id
+        it maps to. Replaces the aliases installed before."""
+        # Per id: the writer schema, and the reader to resolve it into (None: the same).
+        readers = {
+            own: (schema, None if own == self.schema_id else self.schema)
+            for own, schema in self.versions.items()
+        }
+        for alias, own in aliases.items():
+            if own not in self.versions or readers.get(alias, readers[own]) is not readers[own]:
+                raise ValueError(f"{self.name}: id {alias} cannot name version {own}")
+            readers[alias] = readers[own]
+        if aliases.get(write_id, write_id) != self.schema_id:
+            raise ValueError(f"{self.name}: id {write_id} is not the current schema's")
+        self.write_id = write_id
+        self._header = HEADER.pack(MAGIC, write_id)
+        self._readers = readers
+
+    def reset_ids(self) -> None:
+        """Back to the default: write and read the schemas' own ids only."""
+        self.use_ids(self.schema_id, {})
 
     def encode(self, record: Mapping[str, Any]) -> bytes:
         buffer = io.BytesIO()
@@ -75,10 +99,10 @@ class AvroCodec(codecs.Codec):
         magic, schema_id = HEADER.unpack_from(data)
         if magic != MAGIC:
             raise AvroDecodeError(f"not Confluent wire format (magic byte {magic})")
-        writer = self._writers.get(schema_id)
-        if writer is None:
-            raise AvroDecodeError(f"schema id {schema_id} is not {self.name} (id {self.schema_id})")
-        reader = None if schema_id == self.schema_id else self.schema
+        schemas = self._readers.get(schema_id)
+        if schemas is None:
+            raise AvroDecodeError(f"schema id {schema_id} is not {self.name} (id {self.write_id})")
+        writer, reader = schemas
         try:
             record = fastavro.schemaless_reader(io.BytesIO(data[HEADER.size :]), writer, reader)
         except (EOFError, ValueError, TypeError, IndexError, UnicodeDecodeError) as exc:
