@@ -14,6 +14,7 @@ import faust
 from app.core.errors import ChartError
 from app.infra.chart_files import HandlerImportError
 from app.infra.faust_app import build_app
+from app.infra.registry import RegistryError
 from app.infra.runtime import load_registry
 from app.infra.settings import Settings, SettingsError
 from app.infra.topics import ManifestError
@@ -26,7 +27,7 @@ def create_app() -> faust.App:
     except ChartError as exc:
         for diagnostic in exc.diagnostics:
             print(diagnostic, file=sys.stderr)
-    except (HandlerImportError, SettingsError, ManifestError) as exc:
+    except (HandlerImportError, SettingsError, ManifestError, RegistryError) as exc:
         print(f"omninode: {exc}", file=sys.stderr)
     raise SystemExit(2)
 

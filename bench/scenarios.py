@@ -277,7 +277,7 @@ def _paced(settings: Settings, per_s: float, seconds: float, timeout_s: float, o
     commands = run(
         collect(
             settings.bootstrap_servers,
-            [settings.topic(topics.EFFECT_COMMANDS)],
+            [settings.topic(topics.DEFAULT_COMMANDS)],
             3 * total,
             timeout_s,
         )
@@ -385,7 +385,7 @@ def burst(bootstrap: str, workdir: Path, commands: int, watch_s: float) -> dict:
         assert worker.process is not None
         pid = worker.process.pid
         idle_mb = _rss_mb(pid)
-        topic = settings.topic(topics.EFFECT_COMMANDS)
+        topic = settings.topic(topics.DEFAULT_COMMANDS)
         filler = "x" * 1000  # about 1 KB of input per command
         records = [
             (

@@ -121,10 +121,24 @@ def test_a_fire_and_forget_failure_goes_to_dead_letters_and_answers_nothing() ->
     assert (letter["source_topic"], letter["source_partition"], letter["source_offset"]) == SOURCE
 
 
-def test_a_command_without_a_handler_answers_failed() -> None:
-    runner, outbox, _ = runner_with()
-    run(runner.handle(b"w:i", encode_command(command("nobody")), SOURCE))
-    assert answer(outbox).payload["error"] == "no effect handler registered for 'nobody'"
+def test_a_command_without_a_handler_is_left_unanswered_for_whoever_serves_it() -> None:
+    """Another service may serve that name on the same queue: an answer of ours would beat
+    it. Nothing is sent (no answer, no dead letter) and nothing is remembered."""
+    runner, outbox, _ = runner_with(charge=lambda data, ctx: {})
+    for _ in range(2):
+        run(runner.handle(b"w:i", encode_command(command("nobody")), SOURCE))
+    assert outbox.sent == []
+    assert runner.stats.not_served == 2 and runner.stats.ran == 0
+    assert dict(runner.processed) == {}
+
+
+def test_a_command_of_a_kind_the_worker_does_not_run_is_left_unanswered() -> None:
+    registry = HandlerRegistry()
+    registry.register("effect", "charge", lambda data, ctx: {})
+    outbox = ListOutbox()
+    runner = CommandRunner(registry, outbox, kinds=frozenset({"compute"}))
+    run(runner.handle(b"w:i", encode_command(command("charge")), SOURCE))
+    assert outbox.sent == [] and runner.stats.not_served == 1
 
 
 def test_a_redelivered_command_is_answered_from_the_processed_table() -> None:

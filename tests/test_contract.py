@@ -177,7 +177,7 @@ def test_every_effect_and_compute_of_the_examples_has_its_command_and_results(
     for chart in example_charts():
         for kind, name in effects_and_computes(chart):
             key = f"{chart.workflow}.{kind}.{name}"
-            assert key in channels[f"omninode.commands.{kind}"]["messages"], key
+            assert key in channels["omninode.commands.default"]["messages"], key
             assert messages[key]["x-omninode-envelope"]["match"] == {
                 "workflow_type": chart.workflow,
                 "kind": kind,
@@ -236,10 +236,9 @@ def test_operations_are_the_workers_and_reference_their_channels_messages(
         ("reducer", "receive", topics.EVENTS),
         ("reducer", "receive", topics.RESULTS),
         ("reducer", "send", topics.JOURNAL),
-        ("reducer", "send", topics.EFFECT_COMMANDS),
-        ("effects", "receive", topics.EFFECT_COMMANDS),
+        ("reducer", "send", topics.DEFAULT_COMMANDS),
+        ("workers", "receive", topics.DEFAULT_COMMANDS),
         ("effects", "send", topics.RESULTS),
-        ("computes", "receive", topics.COMPUTE_COMMANDS),
         ("projector", "receive", topics.JOURNAL),
         ("projector", "send", topics.STATE_COUNTS),
     }
@@ -453,3 +452,41 @@ def test_the_docs_list_the_current_ids() -> None:
     lines = re.findall(r"^(omninode\.\w+) +(\d+) +0x[0-9a-f]{8} +00[0-9a-f]{8}$", cli, re.M)
     assert lines
     assert all(int(decimal) == codec(name).schema_id for name, decimal in lines)
+
+
+QUEUED = """\
+rss: 1
+workflow: pay
+version: 1
+initial: a
+states:
+  a:
+    entry:
+      effects:
+        - {name: charge, queue: payments, compensate: refund}
+        - {name: notify}
+    on: {charge.done: b}
+  b: {type: final}
+"""
+
+
+def test_each_task_queue_is_a_channel_with_its_commands_and_operations(
+    contract: Run, tmp_path: Path
+) -> None:
+    (tmp_path / "pay.yaml").write_text(QUEUED, encoding="utf-8")
+    code, out, err = contract("--json", rss=tmp_path)
+    assert code == 0, err
+    document = json.loads(out)
+    channels = document["channels"]
+    assert channels["omninode.commands.payments"]["address"] == "omninode.commands.payments"
+    assert set(channels["omninode.commands.payments"]["messages"]) == {
+        "omninode.Command",
+        "pay.effect.charge",
+        "pay.effect.refund",  # a compensation travels on its effect's queue
+    }
+    assert "pay.effect.notify" in channels["omninode.commands.default"]["messages"]
+    operations = document["operations"]
+    assert operations["workers.receive.commands.payments"]["channel"] == {
+        "$ref": "#/channels/omninode.commands.payments"
+    }
+    assert "reducer.send.commands.payments" in operations

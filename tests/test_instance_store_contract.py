@@ -18,6 +18,7 @@ from app.core.ports import (
     OUTPUT_BYTES,
     OUTPUT_LIMIT,
     STORED_VALUE_BYTES,
+    ArmedTimer,
     InstanceStore,
     StoredInstance,
     armed_timers,

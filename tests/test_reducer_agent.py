@@ -61,7 +61,7 @@ def test_the_reducer_journals_sends_commands_and_tracks_timers() -> None:
     feed(agent, Event("w", "i", "GO", "e2", "2026-01-01T00:00:10Z"), offset=2)
     assert decode_stored(snapshots[b"w:i"]).snapshot.status == "done"
     assert [decode_journal(v).seq for v in outbox.on(topics.JOURNAL)] == [1, 2]
-    (ship,) = [decode_command(v) for v in outbox.on(topics.EFFECT_COMMANDS)]
+    (ship,) = [decode_command(v) for v in outbox.on(topics.DEFAULT_COMMANDS)]
     assert (ship.name, ship.command_id) == ("ship", "w:i:2:1")
     assert b"w:i" not in timers  # the state with the timer was exited
 
@@ -76,7 +76,7 @@ def test_a_redelivery_resends_the_outputs_of_that_event_without_applying_it_agai
     assert agent.stats.duplicates == 1 and agent.stats.reemitted == 1
     assert snapshots[b"w:i"] == stored  # written again, unchanged: no new seq
     resent = outbox.sent[len(sent) :]
-    assert resent == [m for m in sent if m[0] in (topics.JOURNAL, topics.EFFECT_COMMANDS)][-2:]
+    assert resent == [m for m in sent if m[0] in (topics.JOURNAL, topics.DEFAULT_COMMANDS)][-2:]
     assert b"w:i" not in timers  # mirrored from the snapshot again
 
 

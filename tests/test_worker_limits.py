@@ -21,7 +21,7 @@ from app.spi.envelopes import Command, DispatchMode, Event, RetryPolicy
 from app.spi.limits import DEFAULT_LIMITS, Limits
 from tests.helpers import ListOutbox
 
-SOURCE = ("omninode.commands.effect", 3, 41)
+SOURCE = ("omninode.commands.default", 3, 41)
 MB = 1024 * 1024
 
 

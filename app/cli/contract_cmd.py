@@ -33,7 +33,7 @@ import yaml
 from app.core.errors import ChartError
 from app.infra.contract import build_contract, ids_table, schema_ids
 from app.infra.registry import Registered, RegistryError, register_schemas, registry_client
-from app.infra.runtime import load_registry
+from app.infra.runtime import deployment_manifest, load_registry
 from app.infra.settings import Settings
 from app.infra.topics import TopicSpec
 
@@ -95,9 +95,15 @@ def _register(args: argparse.Namespace) -> int:
         )
         return EXIT_BAD_INPUT
     try:
+        manifest = registry_manifest(settings)
+    except ChartError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    try:
         client = registry_client(settings.schema_registry_url)
         try:
-            rows = register_schemas(client, registry_manifest(settings))
+            rows = register_schemas(client, manifest)
         finally:
             client.close()
     except RegistryError as exc:
@@ -108,8 +114,9 @@ def _register(args: argparse.Namespace) -> int:
 
 
 def registry_manifest(settings: Settings) -> dict[str, TopicSpec]:
-    """The topics whose value schemas ``register`` registers."""
-    return settings.manifest()
+    """The topics whose value schemas ``register`` registers: the deployment's, with the
+    command topic of every task queue the charts name."""
+    return deployment_manifest(settings, load_registry(settings))
 
 
 def _write(text: str, output: str | None) -> None:

@@ -64,7 +64,7 @@ def add_command(commands: Any) -> None:
     )
     _common_args(plan)
     plan.add_argument("--json", action="store_true", help="the plan as one JSON object")
-    plan.set_defaults(handler=_plan)
+    plan.set_defaults(registry_ids=True, handler=_plan)
     apply = actions.add_parser(
         "apply", help="send $migrate to the instances that map, and follow them"
     )
@@ -79,7 +79,7 @@ def add_command(commands: Any) -> None:
         metavar="SECONDS",
         help=f"how long to wait for the instances to move (default {DEFAULT_TIMEOUT_S:.0f})",
     )
-    apply.set_defaults(handler=_apply)
+    apply.set_defaults(registry_ids=True, handler=_apply)
 
 
 def _common_args(parser: argparse.ArgumentParser) -> None:

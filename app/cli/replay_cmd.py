@@ -65,7 +65,7 @@ def add_command(commands: Any) -> None:
         metavar="FILE.jsonl",
         help="read the journal from this file (lines of `omninode history --json`), not Kafka",
     )
-    replay.set_defaults(handler=_replay)
+    replay.set_defaults(registry_ids=True, handler=_replay)
 
 
 def _replay(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.cli import contract_cmd, migrate_cmd, replay_cmd
+from app.core.errors import ChartError
 from app.core.snapshot import Snapshot
 from app.infra import topics
 from app.infra.broker import BrokerError, EmbeddedBroker
@@ -33,6 +34,8 @@ from app.infra.demo import demo_runs, drive
 from app.infra.kafka_client import KafkaUnavailable, apply_topics, plan_topics
 from app.infra.kafka_client import log as read_log
 from app.infra.rebuild import rebuild_projections
+from app.infra.registry import RegistryError, install_registry_ids
+from app.infra.runtime import deployment_manifest, load_registry
 from app.infra.settings import Settings, SettingsError
 from app.infra.wire import encode_event
 from app.infra.worker_process import WorkerProcess
@@ -62,26 +65,26 @@ def add_commands(commands: Any) -> None:
         type=_version,
         help="the chart version to start on (default: the latest loaded)",
     )
-    start.set_defaults(handler=_start, event="$start")
+    start.set_defaults(registry_ids=True, handler=_start, event="$start")
 
     send = commands.add_parser("send", help="send an event to an instance")
     _instance_args(send)
     send.add_argument("event", help="event type, e.g. PAY or $cancel")
     send.add_argument("--data", default="{}", help="the payload, a JSON object")
     send.add_argument("--event-id", help="idempotency key of this event (default: random)")
-    send.set_defaults(handler=_start)
+    send.set_defaults(registry_ids=True, handler=_start)
 
     status = commands.add_parser("status", help="show an instance's snapshot")
     _instance_args(status)
     status.add_argument("--json", action="store_true", help="print the snapshot as JSON")
     _verbose_arg(status)
-    status.set_defaults(handler=_status)
+    status.set_defaults(registry_ids=True, handler=_status)
 
     history = commands.add_parser("history", help="show an instance's journal")
     _instance_args(history)
     history.add_argument("--json", action="store_true", help="one JSON object per line")
     _verbose_arg(history)
-    history.set_defaults(handler=_history)
+    history.set_defaults(registry_ids=True, handler=_history)
 
     _add_dlq(commands)
     replay_cmd.add_command(commands)
@@ -92,7 +95,7 @@ def add_commands(commands: Any) -> None:
         "projections", help="rebuild the read models from the journal, from offset 0"
     )
     projections.add_argument("action", choices=("check", "rebuild"))
-    projections.set_defaults(handler=_projections)
+    projections.set_defaults(registry_ids=True, handler=_projections)
 
     dev = commands.add_parser("dev", help="embedded broker + topics + a worker + the examples")
     dev.add_argument("--once", action="store_true", help="stop after the demo runs")
@@ -106,17 +109,17 @@ def _add_dlq(commands: Any) -> None:
     dlq_list = dlq_actions.add_parser("list", help="one line per dead letter: id, stage, reason")
     dlq_list.add_argument("--stage", help="only this stage (decode, route, step, handler, …)")
     dlq_list.add_argument("--json", action="store_true", help="one JSON object per line")
-    dlq_list.set_defaults(handler=_dlq_list)
+    dlq_list.set_defaults(registry_ids=True, handler=_dlq_list)
     dlq_show = dlq_actions.add_parser("show", help="one dead letter in full, its record decoded")
     dlq_show.add_argument("id", help="the id `dlq list` prints (partition:offset)")
-    dlq_show.set_defaults(handler=_dlq_show)
+    dlq_show.set_defaults(registry_ids=True, handler=_dlq_show)
     dlq_replay = dlq_actions.add_parser(
         "replay", help="send the original records back to their source topics"
     )
     dlq_replay.add_argument("ids", nargs="*", help="ids from `dlq list`")
     dlq_replay.add_argument("--all", action="store_true", help="every dead letter (or --stage)")
     dlq_replay.add_argument("--stage", help="with --all: only this stage")
-    dlq_replay.set_defaults(handler=_dlq_replay)
+    dlq_replay.set_defaults(registry_ids=True, handler=_dlq_replay)
 
 
 def _instance_args(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +161,13 @@ def _run(coroutine: Coroutine[Any, Any, T]) -> T:
 def guarded(args: argparse.Namespace) -> int:
     """Run a Kafka command; unreachable clusters and bad settings are one-line errors."""
     try:
+        if getattr(args, "registry_ids", False):  # it reads or writes records
+            settings = Settings.from_env()
+            install_registry_ids(settings.schema_registry_url, settings.manifest())
         return int(args.handler(args))
+    except RegistryError as exc:
+        print(f"omninode: {exc}", file=sys.stderr)
+        return EXIT_UNAVAILABLE if exc.unavailable else EXIT_BAD_INPUT
     except (SettingsError, BrokerError, json.JSONDecodeError, ValueError) as exc:
         print(f"omninode: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -193,9 +202,14 @@ def _wait_for_signal(alive: Any) -> str:
 
 def _topics(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    manifest = settings.manifest()
+    try:  # the command topics follow from the task queues the charts name
+        manifest = deployment_manifest(settings, load_registry(settings))
+    except ChartError as exc:
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.action == "list":
-        print("\n".join(_topic_list(settings)))
+        print("\n".join(_topic_list(settings, manifest)))
         return 0
     action = apply_topics if args.action == "apply" else plan_topics
     changes = _run(action(settings, manifest))
@@ -209,10 +223,10 @@ def _topics(args: argparse.Namespace) -> int:
     return 1 if any(c.action == "differs" for c in changes) else 0
 
 
-def _topic_list(settings: Settings) -> list[str]:
+def _topic_list(settings: Settings, manifest: dict[str, topics.TopicSpec]) -> list[str]:
     """The resolved name of every topic this deployment uses, and its consumer group (no
-    Kafka needed: names follow from the settings)."""
-    rows = [(spec.name, spec.purpose) for spec in settings.manifest().values()]  # resolved
+    Kafka needed: names follow from the settings and the charts)."""
+    rows = [(spec.name, spec.purpose) for spec in manifest.values()]  # resolved
     rows += [
         (settings.changelog_topic(table), f"changelog of the {role} table '{table}': {what}")
         for table, role, what in topics.TABLES
@@ -421,8 +435,8 @@ def _dev(args: argparse.Namespace) -> int:
         print(
             f"[1/4] embedded broker on {broker.bootstrap_servers} (logs in {workdir})", flush=True
         )
-        _run(apply_topics(settings, settings.manifest()))
-        print("[2/4] topics created from topics/omninode.yaml", flush=True)
+        _run(apply_topics(settings, deployment_manifest(settings, load_registry(settings))))
+        print("[2/4] topics created from topics/omninode.yaml and the charts' queues", flush=True)
         worker = WorkerProcess(settings, workdir / "worker-data", workdir / "worker.log").start()
         try:
             worker.wait_ready()

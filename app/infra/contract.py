@@ -23,19 +23,19 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from app.core.model import Chart, DispatchSpec
+from app.core.queues import command_queues
 from app.infra import topics
 from app.infra.avro import HEADER, MAGIC, SCHEMA_DIR, SCHEMA_NAMES, codec
 from app.infra.settings import Settings
 from app.infra.topics import TopicSpec
 from app.infra.worker_agent import ERROR_CHARS
-from app.spi.envelopes import CANCEL, RESULT_SUFFIXES, START
+from app.spi.envelopes import CANCEL, DEFAULT_QUEUE, RESULT_SUFFIXES, START
 
 Json = dict[str, Any]
 ASYNCAPI_VERSION = "3.0.0"
 AVRO_FORMAT = "application/vnd.apache.avro+json;version=1.9.0"
 KAFKA_BINDING = "0.5.0"
 OUTCOMES = tuple(suffix.removeprefix(".") for suffix in RESULT_SUFFIXES)
-COMMAND_TOPICS = {"effect": topics.EFFECT_COMMANDS, "compute": topics.COMPUTE_COMMANDS}
 # AsyncAPI's component keys allow only these characters (``$start`` does not fit).
 _NOT_KEY = re.compile(r"[^A-Za-z0-9_.\-]")
 
@@ -45,8 +45,6 @@ OPERATIONS: tuple[tuple[str, str, str, tuple[str, ...] | None, str], ...] = (
     ("reducer", "receive", topics.EVENTS, None, "Steps the instance the event is keyed by."),
     ("reducer", "receive", topics.RESULTS, None, "Steps the instance a result answers."),
     ("reducer", "send", topics.JOURNAL, None, "Every accepted event, with its seq."),
-    ("reducer", "send", topics.EFFECT_COMMANDS, None, "The effects a step dispatched."),
-    ("reducer", "send", topics.COMPUTE_COMMANDS, None, "The computes a step dispatched."),
     (
         "reducer",
         "send",
@@ -61,9 +59,7 @@ OPERATIONS: tuple[tuple[str, str, str, tuple[str, ...] | None, str], ...] = (
         ("record",),
         "A child workflow's answer to its parent (<invoke>.done|failed).",
     ),
-    ("effects", "receive", topics.EFFECT_COMMANDS, None, "Runs the effect's handler."),
     ("effects", "send", topics.RESULTS, ("results.effect",), "An awaited effect's answer."),
-    ("computes", "receive", topics.COMPUTE_COMMANDS, None, "Runs the compute's handler."),
     ("computes", "send", topics.RESULTS, ("results.compute",), "An awaited compute's answer."),
     ("projector", "receive", topics.JOURNAL, None, "Folds the journal into the read models."),
     ("projector", "send", topics.INSTANCE_VIEWS, None, "One view per instance."),
@@ -137,7 +133,9 @@ class _Catalog:
 def build_contract(settings: Settings, charts: Iterable[Chart], servers: str | None = None) -> Json:
     """The AsyncAPI document of the deployment ``settings`` names, for these charts;
     ``servers`` (KAFKA_BOOTSTRAP_SERVERS) become its servers when given."""
-    manifest = settings.manifest()
+    charts = list(charts)
+    queues = command_queues(charts)
+    manifest = settings.manifest(queues)
     catalog = _Catalog()
     _add_records(catalog, manifest)
     by_workflow: dict[str, list[Chart]] = {}
@@ -147,7 +145,7 @@ def build_contract(settings: Settings, charts: Iterable[Chart], servers: str | N
         _add_workflow(catalog, workflow, versions)
     body: Json = {
         "channels": {name: _channel(settings, spec, catalog) for name, spec in manifest.items()},
-        "operations": _operations(catalog),
+        "operations": _operations(catalog, queues),
         "components": {"messages": catalog.messages},
     }
     workflows = {w: [c.version for c in versions] for w, versions in by_workflow.items()}
@@ -214,9 +212,20 @@ def _logical(settings: Settings, spec: TopicSpec) -> str:
     return "omninode" + spec.name.removeprefix(settings.app_id)
 
 
-def _operations(catalog: _Catalog) -> Json:
+def _queue_operations(queues: Iterable[str]) -> list[tuple[str, str, str, None, str]]:
+    """Per task queue: the reducer sends its commands, the workers serving it run them."""
+    found: list[tuple[str, str, str, None, str]] = []
+    for queue in queues:
+        channel = topics.command_topic(queue)
+        found.append(("reducer", "send", channel, None, f"The commands of task queue {queue}."))
+        summary = f"A worker serving task queue {queue} runs the command's handler."
+        found.append(("workers", "receive", channel, None, summary))
+    return found
+
+
+def _operations(catalog: _Catalog, queues: Iterable[str]) -> Json:
     operations: Json = {}
-    for role, action, channel, groups, summary in OPERATIONS:
+    for role, action, channel, groups, summary in (*OPERATIONS, *_queue_operations(queues)):
         keys = catalog.keys(channel, groups)
         operations[f"{role}.{action}.{channel.removeprefix('omninode.')}"] = {
             "action": action,
@@ -293,7 +302,11 @@ def _add_workflow(catalog: _Catalog, workflow: str, charts: list[Chart]) -> None
             sites.setdefault((site.kind, site.name), []).append(site)
     for (kind, name), found in sorted(sites.items()):
         message = _command_message(workflow, kind, name, found)
-        catalog.add(COMMAND_TOPICS[kind], "commands", f"{workflow}.{kind}.{name}", message)
+        first, *others = sorted({site.queue for site in found})
+        key = f"{workflow}.{kind}.{name}"
+        catalog.add(topics.command_topic(first), "commands", key, message)
+        for queue in others:  # the same handler name sent on several queues
+            catalog.link(topics.command_topic(queue), "commands", _NOT_KEY.sub("_", key))
         if any(site.mode == "await" for site in found):
             for outcome in OUTCOMES:
                 message = _result_message(workflow, name, outcome)
@@ -367,6 +380,7 @@ class _Site:
     inputs: tuple[tuple[str, str], ...] | None
     schema: Json | None = None
     compensation: bool = False
+    queue: str = DEFAULT_QUEUE
 
 
 def dispatch_sites(chart: Chart) -> Iterator[_Site]:
@@ -377,13 +391,14 @@ def dispatch_sites(chart: Chart) -> Iterator[_Site]:
                 "description": "the instance's data",
                 **(chart.data_schema or {"type": "object"}),
             }
-            yield _Site(spec.kind, spec.name, spec.mode, None, data)
+            yield _Site(spec.kind, spec.name, spec.mode, None, data, queue=spec.queue)
         else:
             inputs = tuple((key, expr.source) for key, expr in spec.input)
-            yield _Site(spec.kind, spec.name, spec.mode, inputs)
+            yield _Site(spec.kind, spec.name, spec.mode, inputs, queue=spec.queue)
         if spec.compensate is not None:
             schema = _compensation(spec)
-            yield _Site("effect", spec.compensate, "fire_and_forget", None, schema, True)
+            compensation = "fire_and_forget"
+            yield _Site("effect", spec.compensate, compensation, None, schema, True, spec.queue)
 
 
 def _compensation(spec: DispatchSpec) -> Json:

@@ -24,6 +24,8 @@ from app.infra.instance_store import TableInstanceStore
 from app.infra.outbox import KafkaStepOutbox, Source, send_dead_letter
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
+from app.infra.registry import install_registry_ids
+from app.infra.runtime import deployment_manifest, served_kinds, served_queues
 from app.infra.settings import Settings
 from app.infra.timer_service import TimerService
 from app.infra.topics import TopicSpec
@@ -57,10 +59,10 @@ class FaustOutbox:
         }
 
     def topic(self, name: str) -> faust.TopicT:
-        return self._topics[name]
+        return self._topics[topics.LEGACY_NAMES.get(name, name)]
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        await self._topics[topic].send(key=key, value=value)
+        await self.topic(topic).send(key=key, value=value)
 
 
 def profile_options(settings: Settings) -> dict[str, Any]:
@@ -101,9 +103,10 @@ def credentials(settings: Settings) -> Any:
 def build_app(
     settings: Settings, registry: ChartRegistry, handlers: HandlerRegistry = default_handlers
 ) -> faust.App:
-    manifest = settings.manifest()
+    manifest = deployment_manifest(settings, registry)
     partitions = manifest[topics.EVENTS].partitions
     register_faust_codecs()
+    install_registry_ids(settings.schema_registry_url, manifest)  # SCHEMA_REGISTRY_URL
     options: dict[str, Any] = {
         "topic_partitions": partitions,
         "topic_replication_factor": manifest[topics.EVENTS].replication,
@@ -122,21 +125,39 @@ def build_app(
     outbox = FaustOutbox(app, manifest)
     if "reducer" in settings.roles:
         _reducer_agents(app, outbox, registry, partitions, settings.limits)
-    kinds = (("effects", topics.EFFECT_COMMANDS), ("computes", topics.COMPUTE_COMMANDS))
-    for role, topic in kinds:
-        if role in settings.roles:
-            processed = _table(app, f"processed-{role}", partitions, ttl=PROCESSED_TTL_S)
-            runner = CommandRunner(
-                handlers,
-                outbox,
-                processed,
-                limits=settings.limits,
-                concurrency=settings.worker_concurrency,
-            )
-            _consume(app, outbox, topic, role, settings.worker_concurrency, runner.handle)
+        _declare_command_topics(app, outbox, manifest)
+    kinds = served_kinds(settings)
+    queues = served_queues(settings, registry, handlers, kinds)
+    if queues:
+        processed = _table(app, "processed-commands", partitions, ttl=PROCESSED_TTL_S)
+        runner = CommandRunner(
+            handlers,
+            outbox,
+            processed,
+            limits=settings.limits,
+            concurrency=settings.worker_concurrency,
+            kinds=kinds,
+        )
+        names = tuple(topics.command_topic(q) for q in queues)
+        _consume(app, outbox, names, "commands", settings.worker_concurrency, runner.handle)
     if "projector" in settings.roles:
         _projector_agents(app, outbox, partitions)
     return app
+
+
+def _declare_command_topics(
+    app: faust.App, outbox: FaustOutbox, manifest: dict[str, TopicSpec]
+) -> None:
+    """Create the command topic of every task queue the charts name, if missing: the
+    reducer sends commands for queues no worker of ours reads (another service's), and
+    nothing else would create those topics outside ``omninode topics apply``."""
+    queues = [name for name in manifest if name.startswith(topics.COMMANDS_PREFIX)]
+
+    async def declare() -> None:
+        for name in queues:
+            await outbox.topic(name).maybe_declare()
+
+    app.task(declare, name="omninode.declare-command-topics")
 
 
 def _table(app: faust.App, name: str, partitions: int, ttl: int | None = None) -> Any:

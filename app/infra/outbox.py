@@ -102,7 +102,7 @@ def routed_records(messages: tuple[Event, ...]) -> tuple[tuple[str, str, bytes],
 
 
 def _command_topic(command: Command) -> str:
-    return topics.EFFECT_COMMANDS if command.kind == "effect" else topics.COMPUTE_COMMANDS
+    return topics.command_topic(command.queue)
 
 
 class KafkaStepOutbox:

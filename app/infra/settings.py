@@ -11,7 +11,7 @@
 | OMNINODE_REPLICATION | overrides the manifest's replication factor | manifest |
 | OMNINODE_APP_ID | Faust app id (consumer group, changelogs) and topic prefix | omninode |
 | OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
-| OMNINODE_QUEUES | task queues this worker's handlers serve, comma-separated | its handlers' queues |
+| OMNINODE_QUEUES | task queues this worker serves, comma-separated | its handlers' |
 | SCHEMA_REGISTRY_URL | a Confluent-compatible schema registry: write its ids | off (hash ids) |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
 | OMNINODE_PROCESSING_GUARANTEE | at_least_once or exactly_once (transactions) | at_least_once |
@@ -25,14 +25,14 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from aiokafka.helpers import create_ssl_context
 
 from app.infra.topics import MANIFEST, ManifestError, TopicSpec, load_manifest
-from app.spi.envelopes import QUEUE_PATTERN
+from app.spi.envelopes import DEFAULT_QUEUE, QUEUE_PATTERN
 from app.spi.limits import DEFAULT_LIMITS, Limits
 
 Profile = Literal["production", "local"]
@@ -139,10 +139,12 @@ class Settings:
             options["fetch_max_wait_ms"] = LOCAL_FETCH_MAX_WAIT_MS
         return options
 
-    def manifest(self) -> dict[str, TopicSpec]:
+    def manifest(self, queues: Iterable[str] = (DEFAULT_QUEUE,)) -> dict[str, TopicSpec]:
+        """The deployment's topics, with one command topic per task queue of ``queues``
+        (``app.infra.runtime.deployment_manifest`` passes the loaded charts' queues)."""
         replication = 1 if self.is_local else self.replication
         try:
-            return load_manifest(MANIFEST, self.partitions, self.app_id, replication)
+            return load_manifest(MANIFEST, self.partitions, self.app_id, replication, queues)
         except ManifestError as exc:
             raise SettingsError(str(exc)) from exc
 

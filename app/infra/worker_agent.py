@@ -24,6 +24,11 @@ the pool always has a thread for a new attempt while fewer than ``max_hung`` thr
 hung; once ``max_hung`` are, a new sync attempt fails at once (retryable) instead of
 waiting for a thread that may never come back. Async handlers are not affected.
 
+A worker never answers a command it has no handler for (or of a kind its roles do not
+run): another service may serve that name on the same queue, and an answer of ours would
+beat it. It logs the command once per name and leaves it; if nobody serves it, the
+reducer's deadline for the dispatch answers ``<name>.timeout`` (docs/handlers.md).
+
 Copies of one command handled at the same time (a redelivery while the first copy still
 runs) run its handler once: the first claims the command id, the others wait for its
 answer and send the same bytes (each copy of an awaited command is answered).
@@ -51,7 +56,7 @@ from app.infra.wire import (
     encode_event,
     utc_now,
 )
-from app.spi.envelopes import Command, Event, JsonValue
+from app.spi.envelopes import Command, DispatchKind, Event, JsonValue
 from app.spi.limits import DEFAULT_LIMITS, Limits, canonical_json, json_problem
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -65,6 +70,9 @@ MAX_HUNG_SYNC_HANDLERS = 32
 # The longest error a failed answer or a dead-letter reason carries (an exception's message
 # can be arbitrarily long; the answer is stored and sent, so it must stay small).
 ERROR_CHARS = 4096
+# Names of unserved commands a runner warns about (once each): bounded, as the names come
+# from the wire.
+MAX_NAMES_SAID = 1_000
 TRUNCATED = "... (truncated)"
 
 
@@ -80,6 +88,7 @@ class RunnerStats:
     ran: int = 0
     already_processed: int = 0  # answered from the processed table
     joined_in_flight: int = 0  # answered from a copy of the command that was running
+    not_served: int = 0  # left unanswered: no handler here (or not a kind this worker runs)
 
 
 class CommandRunner:
@@ -106,8 +115,11 @@ class CommandRunner:
         limits: Limits = DEFAULT_LIMITS,
         concurrency: int = 8,
         max_hung: int = MAX_HUNG_SYNC_HANDLERS,
+        kinds: frozenset[DispatchKind] = frozenset({"effect", "compute"}),
     ) -> None:
         self.handlers = handlers
+        self.kinds = kinds
+        self._said_not_served: set[tuple[str, str, str]] = set()
         self.outbox = outbox
         self.processed: MutableMapping[bytes, bytes] = {} if processed is None else processed
         self.sleep = sleep
@@ -136,6 +148,9 @@ class CommandRunner:
             decode_command, key, value, source, dead_letters_of(self.outbox), "command"
         )
         if command is None:
+            return
+        if not self.serves(command):
+            self._not_served(command)
             return
         idempotency_key = command.command_id.encode()
         while True:
@@ -190,6 +205,25 @@ class CommandRunner:
                 instance_id=command.instance_id,
             )
 
+    def serves(self, command: Command) -> bool:
+        return (
+            command.kind in self.kinds and self.handlers.get(command.kind, command.name) is not None
+        )
+
+    def _not_served(self, command: Command) -> None:
+        self.stats.not_served += 1
+        what = (command.queue, command.kind, command.name)
+        if what not in self._said_not_served and len(self._said_not_served) < MAX_NAMES_SAID:
+            self._said_not_served.add(what)
+            log.warning(
+                "omninode: left %s %r on queue %r unanswered: no handler here (%s, first "
+                "seen); if nobody serves it, its dispatch times out at its deadline",
+                command.kind,
+                command.name,
+                command.queue,
+                command.key,
+            )
+
     def answer(self, command: Command, outcome: Outcome) -> bytes:
         """The encoded result event; ``<name>.failed`` with the reason if it cannot be sent."""
         try:
@@ -208,9 +242,8 @@ class CommandRunner:
 
     async def run(self, command: Command) -> Outcome:
         handler = self.handlers.get(command.kind, command.name)
-        if handler is None:
-            error = f"no {command.kind} handler registered for {command.name!r}"
-            return _failed(error, 0)
+        if handler is None:  # handle() runs only the commands this runner serves
+            raise LookupError(f"no {command.kind} handler for {command.name!r}")
         policy = command.retry
         last = _failed("not run", 0)
         for attempt in range(1, max(1, policy.max_attempts) + 1):

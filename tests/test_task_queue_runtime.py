@@ -1,0 +1,100 @@
+"""Task queues in the runtime: one command topic per queue the charts name, the queues a
+worker serves, and a legacy output still reaching a topic."""
+
+from __future__ import annotations
+
+import faust
+import pytest
+
+from app.core.handlers import HandlerRegistry
+from app.infra import topics
+from app.infra.faust_app import FaustOutbox
+from app.infra.runtime import deployment_manifest, served_kinds, served_queues
+from app.infra.settings import Settings, SettingsError
+from app.infra.topics import load_manifest
+from tests.helpers import chart
+
+QUEUED = chart("""\
+rss: 1
+workflow: pay
+version: 1
+initial: a
+states:
+  a:
+    entry:
+      effects: [{name: charge, queue: payments, compensate: refund}, {name: notify}]
+      computes: [{name: score, queue: ml}]
+    on: {charge.done: b}
+  b: {type: final}
+""")
+
+
+def test_the_manifest_has_one_command_topic_per_queue() -> None:
+    manifest = load_manifest(queues=("payments", "default", "ml"), namespace="shop")
+    commands = {k: v for k, v in manifest.items() if k.startswith(topics.COMMANDS_PREFIX)}
+    assert sorted(commands) == [
+        "omninode.commands.default",
+        "omninode.commands.ml",
+        "omninode.commands.payments",
+    ]
+    payments = commands["omninode.commands.payments"]
+    assert payments.name == "shop.commands.payments"
+    assert payments.value_schema == "omninode.Command"
+    assert "task queue payments" in payments.purpose
+    assert "{queue}" not in "".join(spec.purpose for spec in manifest.values())
+
+
+def test_the_deployment_manifest_takes_the_queues_from_the_charts() -> None:
+    manifest = deployment_manifest(Settings(app_id="shop"), [QUEUED])
+    names = [spec.name for spec in manifest.values()]
+    assert {"shop.commands.default", "shop.commands.payments", "shop.commands.ml"} <= set(names)
+    assert topics.command_topic("ml") in manifest
+
+
+def registry(*names: tuple[str, str]) -> HandlerRegistry:
+    handlers = HandlerRegistry()
+    for kind, name in names:
+        handlers.register(kind, name, lambda data, ctx: {})  # type: ignore[arg-type]
+    return handlers
+
+
+def test_a_worker_serves_the_queues_it_has_handlers_for() -> None:
+    settings = Settings()
+    kinds = served_kinds(settings)
+    assert served_queues(settings, [QUEUED], registry(("effect", "notify")), kinds) == ("default",)
+    both = registry(("effect", "refund"), ("compute", "score"))
+    assert served_queues(settings, [QUEUED], both, kinds) == ("ml", "payments")
+    assert served_queues(settings, [QUEUED], registry(), kinds) == ()
+
+
+def test_roles_limit_the_kinds_and_so_the_queues() -> None:
+    effects_only = Settings(roles=frozenset({"effects"}))
+    handlers = registry(("compute", "score"), ("effect", "notify"))
+    kinds = served_kinds(effects_only)
+    assert kinds == frozenset({"effect"})
+    assert served_queues(effects_only, [QUEUED], handlers, kinds) == ("default",)
+    reducer_only = Settings(roles=frozenset({"reducer"}))
+    assert served_queues(reducer_only, [QUEUED], handlers, served_kinds(reducer_only)) == ()
+
+
+def test_omninode_queues_overrides_the_handlers_queues() -> None:
+    settings = Settings.from_env({"OMNINODE_QUEUES": "payments, ml"})
+    assert settings.queues == frozenset({"payments", "ml"})
+    kinds = served_kinds(settings)
+    assert served_queues(settings, [QUEUED], registry(), kinds) == ("ml", "payments")
+
+
+@pytest.mark.parametrize("bad", ["Pay", "a.b", "-x", "x" * 49])
+def test_a_bad_queue_name_in_the_environment_is_a_settings_error(bad: str) -> None:
+    with pytest.raises(SettingsError, match="OMNINODE_QUEUES"):
+        Settings.from_env({"OMNINODE_QUEUES": bad})
+
+
+def test_outputs_stored_before_task_queues_are_sent_to_the_default_queue() -> None:
+    """A snapshot's stored output (re-sent on redelivery) may name the old per-kind topics."""
+    app = faust.App("legacy-test", broker="kafka://127.0.0.1:1")  # never started
+    outbox = FaustOutbox(app, Settings(app_id="shop").manifest())
+    for old in ("omninode.commands.effect", "omninode.commands.compute"):
+        assert outbox.topic(old).get_topic_name() == "shop.commands.default"
+    with pytest.raises(KeyError):
+        outbox.topic("omninode.commands.nobody")
