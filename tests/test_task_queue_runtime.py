@@ -7,8 +7,9 @@ import faust
 import pytest
 
 from app.core.handlers import HandlerRegistry
+from app.core.router import ChartRegistry
 from app.infra import topics
-from app.infra.faust_app import FaustOutbox
+from app.infra.faust_app import FaustOutbox, build_app
 from app.infra.runtime import deployment_manifest, served_kinds, served_queues
 from app.infra.settings import Settings, SettingsError
 from app.infra.topics import load_manifest
@@ -98,3 +99,18 @@ def test_outputs_stored_before_task_queues_are_sent_to_the_default_queue() -> No
         assert outbox.topic(old).get_topic_name() == "shop.commands.default"
     with pytest.raises(KeyError):
         outbox.topic("omninode.commands.nobody")
+
+
+def test_a_worker_app_consumes_the_queues_it_serves() -> None:
+    """build_app wires one commands agent over the served queues' topics (never started)."""
+    charts = ChartRegistry([QUEUED])
+    handlers = registry(("effect", "charge"), ("effect", "refund"))
+    settings = Settings(app_id="shop", roles=frozenset({"reducer", "effects"}))
+    app = build_app(settings, charts, handlers)
+    agent = app.agents["omninode.commands"]
+    assert set(agent.channel.topics) == {"shop.commands.payments"}  # type: ignore[attr-defined]
+    reducer_only = build_app(
+        Settings(app_id="other", roles=frozenset({"reducer"})), charts, handlers
+    )
+    assert "omninode.commands" not in reducer_only.agents
+    assert "omninode.reducer" in reducer_only.agents

@@ -157,7 +157,7 @@ def _declare_command_topics(
         for name in queues:
             await outbox.topic(name).maybe_declare()
 
-    app.task(declare, name="omninode.declare-command-topics")
+    app.task(declare)
 
 
 def _table(app: faust.App, name: str, partitions: int, ttl: int | None = None) -> Any:
