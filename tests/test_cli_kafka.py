@@ -60,7 +60,7 @@ def test_topics_plan_and_apply_are_idempotent(deployment: Deployment) -> None:
     plan = omninode(deployment, "topics", "plan")
     assert plan.returncode == 0, plan.stderr
     lines = plan.stdout.splitlines()
-    assert len(lines) == 9 and all(line.startswith("ok ") for line in lines), plan.stdout
+    assert len(lines) == 8 and all(line.startswith("ok ") for line in lines), plan.stdout
     again = omninode(deployment, "topics", "apply")
     assert again.returncode == 0 and "created" not in again.stdout
 
