@@ -29,7 +29,13 @@ from app.infra.runtime import deployment_manifest, load_chart_registry
 from app.infra.wire import decode_event
 from tests.conftest import ROOT, Cluster, Deployment, make_deployment
 
-pytestmark = pytest.mark.kafka
+NODE = shutil.which("node")
+pytestmark = [
+    pytest.mark.kafka,
+    pytest.mark.skipif(
+        NODE is None, reason="node is not installed: the Node.js worker example is not tested"
+    ),
+]
 
 EXAMPLE = ROOT / "examples" / "node-worker"
 INSTANCES = 6
@@ -37,10 +43,8 @@ INSTANCES = 6
 
 @pytest.fixture(scope="module")
 def node() -> str:
-    """The ``node`` executable, with the example's packages installed."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.skip("node is not installed: the Node.js worker example is not tested")
+    """The ``node`` executable, with the example's packages installed (``npm ci``)."""
+    assert NODE is not None
     if not (EXAMPLE / "node_modules" / "kafkajs").is_dir():
         npm = shutil.which("npm")
         if npm is None:
@@ -55,7 +59,7 @@ def node() -> str:
         )
         if done.returncode != 0:
             pytest.fail(f"npm ci in {EXAMPLE} failed:\n{done.stdout}\n{done.stderr}")
-    return node
+    return NODE
 
 
 @pytest.fixture
