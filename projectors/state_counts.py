@@ -1,7 +1,10 @@
-"""Per-workflow state counts: how many instances are in each atomic state.
+"""Per-workflow state counts: how many instances are in each atomic state, and in each status.
 
 An active or finished instance counts once for each atomic state in its configuration; an
-instance with an empty configuration (cancelled) counts under ``(<status>)``.
+instance with an empty configuration (cancelled) counts under ``(<status>)``. Every
+instance also counts once under ``(status:<status>)`` (``active``, ``done``, ``failed``,
+``cancelled``): the per-status totals behind the ``omninode_instances`` gauge. State names
+never start with ``(``, so neither kind of key can be a state's.
 """
 
 from __future__ import annotations
@@ -45,7 +48,16 @@ def state_keys(view: InstanceView | None) -> list[str]:
     if view is None:
         return []
     states = list(view.configuration) or [f"({view.status})"]
+    states.append(status_state(view.status))
     return [f"{view.workflow_type}:{state}" for state in states]
+
+
+def status_state(status: str) -> str:
+    """The pseudo-state under which the instances of one status are counted."""
+    return f"{STATUS_PREFIX}{status})"
+
+
+STATUS_PREFIX = "(status:"
 
 
 def deltas(before: InstanceView | None, after: InstanceView) -> dict[str, int]:

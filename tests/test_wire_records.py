@@ -186,16 +186,20 @@ def test_the_instance_projector_writes_its_table_and_topics_as_before() -> None:
     after = {**first, "status": "done", "configuration": ["b"], "seq": 2}
     after["updated_at"] = "2026-01-01T00:00:02Z"
     assert views == {b"w:i-1": json.dumps(after).encode()}
-    deltas = [
-        (topics.STATE_DELTAS, b"w:a", {"workflow_type": "w", "state": "a", "count": 1}),
-        (topics.STATE_DELTAS, b"w:a", {"workflow_type": "w", "state": "a", "count": -1}),
-        (topics.STATE_DELTAS, b"w:b", {"workflow_type": "w", "state": "b", "count": 1}),
-    ]
-    expected = [
+
+    def delta(state: str, count: int) -> tuple[str, bytes, bytes]:
+        record = {"workflow_type": "w", "state": state, "count": count}
+        return (topics.STATE_DELTAS, f"w:{state}".encode(), codec(STATE_COUNT).encode(record))
+
+    expected = [  # deltas in key order: "(status:...)" sorts before any state name
         (topics.INSTANCE_VIEWS, b"w:i-1", codec(INSTANCE_VIEW).encode(first)),
-        (*deltas[0][:2], codec(STATE_COUNT).encode(deltas[0][2])),
+        delta("(status:active)", 1),
+        delta("a", 1),
         (topics.INSTANCE_VIEWS, b"w:i-1", codec(INSTANCE_VIEW).encode(after)),
-        *((t, k, codec(STATE_COUNT).encode(r)) for t, k, r in deltas[1:]),
+        delta("(status:active)", -1),
+        delta("(status:done)", 1),
+        delta("a", -1),
+        delta("b", 1),
     ]
     assert outbox.sent == expected
 
@@ -241,6 +245,10 @@ def test_the_rebuild_compares_and_publishes_typed_records_as_before(
         settings.topic(topics.STATE_COUNTS): [
             (b"w:gone", codec(STATE_COUNT).encode(stale)),
             (b"w:b", codec(STATE_COUNT).encode({**stale, "state": "b", "count": 1})),
+            (
+                b"w:(status:active)",
+                codec(STATE_COUNT).encode({**stale, "state": "(status:active)", "count": 1}),
+            ),
         ],
     }
     produced: list[tuple[str, bytes, bytes]] = []
@@ -254,13 +262,18 @@ def test_the_rebuild_compares_and_publishes_typed_records_as_before(
     monkeypatch.setattr(rebuild, "read_topic", read_topic)
     monkeypatch.setattr(rebuild, "produce", produce)
     report = asyncio.run(rebuild.rebuild_projections(settings, publish=True))
-    assert report == rebuild.RebuildReport(2, 1, 2, 1, 1)
+    assert report == rebuild.RebuildReport(2, 1, 3, 1, 1)  # counts: b, gone, (status:active)
     view = {**VIEW.to_record(), "configuration": ["b"], "seq": 2}
     view["updated_at"] = "2026-01-01T00:00:02Z"
     count_topic = settings.topic(topics.STATE_COUNTS)
     assert produced == [
         (settings.topic(topics.INSTANCE_VIEWS), b"w:i-1", codec(INSTANCE_VIEW).encode(view)),
         (count_topic, b"w:gone", codec(STATE_COUNT).encode({**stale, "count": 0})),
+        (
+            count_topic,
+            b"w:(status:active)",
+            codec(STATE_COUNT).encode({**stale, "state": "(status:active)", "count": 1}),
+        ),
         (count_topic, b"w:b", codec(STATE_COUNT).encode({**stale, "state": "b", "count": 1})),
     ]
 
