@@ -232,17 +232,23 @@ def _column_height(column: list[str], sizes: dict[str, _Size]) -> int:
 def _gaps(columns: list[list[str]], links: dict[str, dict[str, int]]) -> list[int]:
     """The room after each column: at least :data:`GAP_X`, and enough for the labels drawn
     there (an arrow's label sits just outside its source box: on its right going right, on
-    its left going left)."""
+    its left going left), both ways."""
     where = {child: i for i, column in enumerate(columns) for child in column}
-    gaps = [GAP_X] * len(columns)
+    rightward = [0] * len(columns)  # labels against the gap's left side
+    leftward = [0] * len(columns)  # labels against its right side
     for source, targets in links.items():
         for target, width in targets.items():
-            if where[target] == where[source]:
+            if where[target] > where[source]:
+                gap, need = where[source], rightward
+            elif where[target] < where[source]:
+                gap, need = where[source] - 1, leftward
+            else:
                 continue
-            gap = where[source] if where[target] > where[source] else where[source] - 1
-            if gap >= 0:
-                gaps[gap] = max(gaps[gap], width + 2 * LABEL_CLEARANCE + 16)
-    return gaps
+            need[gap] = max(need[gap], width + LABEL_CLEARANCE)
+    return [
+        max(GAP_X, right + left + 24 if right and left else right + left + 32)
+        for right, left in zip(rightward, leftward, strict=True)
+    ]
 
 
 def _columns(node: StateNode, links: dict[str, dict[str, int]]) -> list[list[str]]:

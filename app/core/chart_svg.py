@@ -41,6 +41,7 @@ from app.core.model import ROOT, Chart, StateNode
 MAX_STATES = 1_000
 MAX_EDGES = 2_000
 MARGIN = 16
+SIDE_STEP = 5  # how far apart two arrows between the same boxes run
 TITLE_H = 28
 FONT = "font-family='system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif' font-size='12'"
 
@@ -215,7 +216,11 @@ def _initial_marker(node: StateNode, layout: Layout) -> Iterator[str]:
 def _arrows(layout: Layout) -> Iterator[str]:
     """Lines first, then every label on top of every line."""
     boxes = layout.boxes
-    segments = [(e, _segment(boxes[e.source], boxes[e.target])) for e in layout.edges]
+    pairs = {(e.source, e.target) for e in layout.edges}
+    segments = [
+        (e, _segment(boxes[e.source], boxes[e.target], (e.target, e.source) in pairs))
+        for e in layout.edges
+    ]
     for edge, (x1, y1, x2, y2) in segments:
         yield (
             f"<line class='transition' data-source={quoteattr(edge.source)} "
@@ -247,10 +252,15 @@ def _edge_label(edge: Edge, segment: tuple[float, float, float, float]) -> Itera
         yield _centred(x, top + 13 + i * LINE_H, label, "normal", TEXT, NOTE_SIZE)
 
 
-def _segment(a: Box, b: Box) -> tuple[float, float, float, float]:
-    """The line between two boxes' centres, cut where it leaves each box."""
+def _segment(a: Box, b: Box, both_ways: bool) -> tuple[float, float, float, float]:
+    """The line between two boxes' centres, cut where it leaves each box; moved aside
+    (to its left) when an arrow runs the other way too."""
     x1, y1 = _border_point(a, b.cx, b.cy)
     x2, y2 = _border_point(b, a.cx, a.cy)
+    if both_ways:
+        length = math.hypot(x2 - x1, y2 - y1) or 1.0
+        nx, ny = (y2 - y1) / length * SIDE_STEP, -(x2 - x1) / length * SIDE_STEP
+        return x1 + nx, y1 + ny, x2 + nx, y2 + ny
     return x1, y1, x2, y2
 
 
