@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,7 +21,10 @@ from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
 from app.infra import topics
 from app.infra.avro import register_faust_codecs
+from app.infra.http_server import install_api, web_options
+from app.infra.http_views import JOURNAL_INDEX_TABLE, indexed
 from app.infra.instance_store import TableInstanceStore
+from app.infra.metrics import StateCollector, consumer_lag, metrics, use_collector
 from app.infra.outbox import KafkaStepOutbox, Source, send_dead_letter
 from app.infra.projector_agent import CountsProjector, InstanceProjector
 from app.infra.reducer_agent import Reducer
@@ -111,9 +115,8 @@ def build_app(
         "topic_partitions": partitions,
         "topic_replication_factor": manifest[topics.EVENTS].replication,
         **profile_options(settings),
+        **web_options(settings),
     }
-    if settings.web_port is not None:
-        options["web_port"] = settings.web_port
     scheme = "omninode-local" if settings.is_local else "omninode"
     app = faust.App(
         settings.app_id,
@@ -123,8 +126,10 @@ def build_app(
         **options,
     )
     outbox = FaustOutbox(app, manifest)
+    metrics().known_workflows.update(chart.workflow for chart in registry)
+    gauges = _Gauges()
     if "reducer" in settings.roles:
-        _reducer_agents(app, outbox, registry, partitions, settings.limits)
+        gauges.timers = _reducer_agents(app, outbox, registry, partitions, settings.limits)
         _declare_command_topics(app, outbox, manifest)
     kinds = served_kinds(settings)
     queues = served_queues(settings, registry, handlers, kinds)
@@ -141,8 +146,38 @@ def build_app(
         names = tuple(topics.command_topic(q) for q in queues)
         _consume(app, outbox, names, "commands", settings.worker_concurrency, runner.handle)
     if "projector" in settings.roles:
-        _projector_agents(app, outbox, partitions)
+        gauges.counts = _projector_agents(app, outbox, partitions)
+    use_collector(gauges.collector(app))
+    install_api(app, settings, registry, outbox, partitions)
     return app
+
+
+@dataclass
+class _Gauges:
+    """What the worker's scrape-time gauges read, from the agents it runs."""
+
+    timers: TimerService | None = None
+    counts: Any = None  # the state-counts table
+
+    def collector(self, app: faust.App) -> StateCollector:
+        def lag() -> dict[tuple[str, int], int]:
+            monitor = app.monitor
+            end, read, committed = (
+                {(tp.topic, tp.partition): offset for tp, offset in offsets.items()}
+                for offsets in (
+                    monitor.tp_end_offsets,
+                    monitor.tp_read_offsets,
+                    monitor.tp_committed_offsets,
+                )
+            )
+            return consumer_lag(end, read, committed)
+
+        timers, counts = self.timers, self.counts
+        return StateCollector(
+            counts=counts.items if counts is not None else None,
+            timers=(lambda: timers.armed) if timers is not None else None,
+            lag=lag,
+        )
 
 
 def _declare_command_topics(
@@ -204,7 +239,7 @@ def _reducer_agents(
     registry: ChartRegistry,
     partitions: int,
     limits: Limits,
-) -> None:
+) -> TimerService:
     snapshots = _table(app, topics.SNAPSHOT_TABLE, partitions)
     timers = _table(app, topics.TIMER_TABLE, partitions)
 
@@ -218,7 +253,7 @@ def _reducer_agents(
         await app.consumer.commit()
 
     store = TableInstanceStore(snapshots, timers, committed, commit)
-    reducer = Reducer(registry, store, KafkaStepOutbox(outbox), limits, partitions)
+    reducer = Reducer(registry, store, KafkaStepOutbox(outbox), limits, partitions, metrics())
     _consume(app, outbox, (topics.EVENTS, topics.RESULTS), "reducer", 1, reducer.handle)
     service = TimerService(outbox)
 
@@ -226,10 +261,14 @@ def _reducer_agents(
         await service.fire(store.armed_timers(), datetime.now(UTC))
 
     app.timer(TIMER_INTERVAL_S, name="omninode.timers")(fire_timers)
+    return service
 
 
-def _projector_agents(app: faust.App, outbox: FaustOutbox, partitions: int) -> None:
+def _projector_agents(app: faust.App, outbox: FaustOutbox, partitions: int) -> Any:
     views = _table(app, "instance-views", partitions)
     counts = _table(app, "state-counts", partitions)
-    _consume(app, outbox, topics.JOURNAL, "projector", 1, InstanceProjector(views, outbox).handle)
+    index = _table(app, JOURNAL_INDEX_TABLE, partitions)  # the HTTP API's history pages
+    projector = InstanceProjector(views, outbox).handle
+    _consume(app, outbox, topics.JOURNAL, "projector", 1, indexed(index, projector))
     _consume(app, outbox, topics.STATE_DELTAS, "counts", 1, CountsProjector(counts, outbox).handle)
+    return counts

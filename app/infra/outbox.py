@@ -9,6 +9,7 @@ from app.core.interpreter import StepResult
 from app.core.replay import outputs_digest
 from app.core.snapshot import Snapshot
 from app.infra import topics
+from app.infra.metrics import metrics
 from app.infra.wire import dead_letter, encode_command, encode_event, encode_journal
 from app.spi.envelopes import Command, Event, JournalRecord
 from app.spi.ports import Source, StepOutput
@@ -49,6 +50,7 @@ async def send_dead_letter(
         instance_id=instance_id,
     )
     await outbox.send(topics.DEAD_LETTERS, key, letter)
+    metrics().dead_letters.labels(stage).inc()
 
 
 def journal_record(

@@ -65,12 +65,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
+from time import perf_counter
 
 from aiokafka.partitioner import murmur2
 
+from app.core.interpreter import StepResult
 from app.core.ports import InstanceStore, StoredInstance
 from app.core.router import ChartRegistry
 from app.infra.decoding import decoded
+from app.infra.metrics import Metrics
 from app.infra.outbox import routed_records, step_output
 from app.infra.wire import decode_event
 from app.spi.envelopes import Event
@@ -98,8 +101,10 @@ class Reducer:
         outbox: StepOutbox,
         limits: Limits = DEFAULT_LIMITS,
         partitions: int | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.registry = registry
+        self.metrics = metrics
         self.store = store
         self.outbox = outbox
         self.limits = limits
@@ -156,7 +161,10 @@ class Reducer:
         stored = self.store.load(instance)
         before = stored.snapshot if stored is not None else None
         # 3. Step.
+        started = perf_counter()
         result = self.registry.route(before, event)
+        if self.metrics is not None:
+            self._observe(event, result, perf_counter() - started)
         if result.trace.outcome == "rejected":
             stage = "step" if event.workflow_type in self.registry else "route"
             reason = result.trace.reason or "rejected"
@@ -196,6 +204,14 @@ class Reducer:
             self.store.save_timers(instance, after)
         self.stats.applied += 1
         # 7. Returning acks the record.
+
+    def _observe(self, event: Event, result: StepResult, seconds: float) -> None:
+        metrics = self.metrics
+        assert metrics is not None
+        metrics.step_seconds.observe(seconds)
+        metrics.event(event.workflow_type, result.trace.outcome)
+        for command in result.commands:
+            metrics.commands.labels(command.kind, command.name).inc()
 
     async def _early_commit(self, kept: tuple[StepOutput, ...]) -> tuple[StepOutput, ...]:
         """The unconfirmed outputs after a commit, which confirms every earlier record."""

@@ -28,6 +28,7 @@ class TimerService:
         self.outbox = outbox
         self._sent: set[str] = set()
         self.fired = 0
+        self.armed = 0  # timers seen armed at the last scan (the omninode_timers_armed gauge)
 
     async def fire(self, armed: Iterable[ArmedTimer], now: datetime) -> int:
         """Send every due timer not sent yet; returns how many were sent."""
@@ -45,5 +46,6 @@ class TimerService:
             self._sent.add(timer.id)
             sent += 1
         self._sent &= present
+        self.armed = len(present)
         self.fired += sent
         return sent

@@ -41,6 +41,7 @@ import contextvars
 import inspect
 import logging
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from typing import Any
 from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
 from app.infra import topics
 from app.infra.decoding import dead_letters_of, decoded
+from app.infra.metrics import metrics
 from app.infra.outbox import Outbox, Source, send_dead_letter
 from app.infra.wire import (
     AvroDecodeError,
@@ -181,7 +183,10 @@ class CommandRunner:
         claim: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._in_flight[idempotency_key] = claim
         try:
+            started = time.perf_counter()
             outcome = await self.run(command)
+            elapsed = time.perf_counter() - started
+            metrics().handler_seconds.labels(command.name, outcome.result).observe(elapsed)
             self.stats.ran += 1
             answer = self.answer(command, outcome) if command.mode == "await" else b""
             self.processed[idempotency_key] = answer
