@@ -19,7 +19,7 @@ from faust.types import TP, EventT, StreamT
 
 from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
-from app.infra import topics
+from app.infra import topics, tracing
 from app.infra.avro import register_faust_codecs
 from app.infra.http_server import install_api, web_options
 from app.infra.http_views import JOURNAL_INDEX_TABLE, indexed
@@ -66,7 +66,8 @@ class FaustOutbox:
         return self._topics[topics.LEGACY_NAMES.get(name, name)]
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
-        await self.topic(topic).send(key=key, value=value)
+        headers = tracing.outgoing_headers()  # None unless OpenTelemetry records spans
+        await self.topic(topic).send(key=key, value=value, headers=headers)
 
 
 def profile_options(settings: Settings) -> dict[str, Any]:
@@ -110,6 +111,7 @@ def build_app(
     manifest = deployment_manifest(settings, registry)
     partitions = manifest[topics.EVENTS].partitions
     register_faust_codecs()
+    tracing.activate()  # after the handler modules, which may configure OpenTelemetry
     install_registry_ids(settings.schema_registry_url, manifest)  # SCHEMA_REGISTRY_URL
     options: dict[str, Any] = {
         "topic_partitions": partitions,
@@ -221,7 +223,8 @@ def _consume(
             message = event.message
             source = (message.topic, message.partition, message.offset)
             try:
-                await handle(message.key, message.value, source)
+                with tracing.consumed(f"omninode.{name}", message.headers, source):
+                    await handle(message.key, message.value, source)
             except Exception as exc:  # a bug must not stop the agent or lose the record
                 log.exception("omninode.%s failed on %s@%s:%s", name, *source)
                 reason = f"internal error: {type(exc).__name__}: {exc}"

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
-from app.infra import topics
+from app.infra import topics, tracing
 from app.infra.decoding import dead_letters_of, decoded
 from app.infra.metrics import metrics
 from app.infra.outbox import Outbox, Source, send_dead_letter
@@ -154,6 +154,9 @@ class CommandRunner:
         if not self.serves(command):
             self._not_served(command)
             return
+        tracing.annotate(
+            **{"omninode.instance": command.key, "omninode.command": command.command_id}
+        )
         idempotency_key = command.command_id.encode()
         while True:
             answer = self.processed.get(idempotency_key)
