@@ -200,3 +200,32 @@ def test_a_chart_over_the_limit_is_refused_with_a_small_drawing() -> None:
     assert len(svg) < 1_000
     assert groups(svg) == {}
     assert any("over the" in text for text in texts(svg))
+
+
+@pytest.mark.parametrize("name", [p.stem for p in EXAMPLES])
+def test_edge_labels_of_the_examples_do_not_overlap(examples: dict[str, Chart], name: str) -> None:
+    svg = ET.fromstring(render_svg(examples[name]))
+    rects = [
+        tuple(float(r.get(k) or 0) for k in ("x", "y", "width", "height"))
+        for r in svg.iter(f"{SVG}rect")
+        if r.get("class") == "label"
+    ]
+    assert rects
+    for i, (x, y, w, h) in enumerate(rects):
+        for a, b, c, d in rects[i + 1 :]:
+            assert not (x < a + c and a < x + w and y < b + d and b < y + h), (x, y, a, b)
+
+
+def test_a_densely_connected_chart_renders_in_bounded_time() -> None:
+    """Every state to every other: 1,560 arrows, each label looking for a free spot."""
+    lines = ["rss: 1", "workflow: dense", "version: 1", "initial: s0", "states:"]
+    for i in range(40):
+        on = ", ".join(f"E{i}_{j}: s{j}" for j in range(40) if j != i)
+        lines.append(f"  s{i}: {{on: {{{on}}}}}")
+    dense = chart("\n".join(lines) + "\n")
+    started = time.perf_counter()
+    svg = render_svg(dense)
+    elapsed = time.perf_counter() - started
+    print(f"40 states, 1560 arrows: {len(svg)} bytes in {elapsed * 1000:.0f} ms")
+    assert elapsed < 2.0
+    assert len(svg) < 2_000_000

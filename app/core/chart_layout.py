@@ -64,6 +64,7 @@ class Layout:
     boxes: dict[str, Box] = field(default_factory=dict)  # state path -> absolute box
     notes: dict[str, list[str]] = field(default_factory=dict)  # state path -> note lines
     edges: list[Edge] = field(default_factory=list)
+    far: set[int] = field(default_factory=set)  # edges labelled next to their target
     width: int = 0
     height: int = 0
 
@@ -210,7 +211,8 @@ def _measure_columns(
     top = _header_height(layout, node.path) + (0 if node.path else PAD)
     links = _sibling_links(node.path, node.children, layout.edges)
     columns = _columns(node, links)
-    gaps = _gaps(columns, links)
+    gaps = _gaps(columns, links, _leaving(node.path, layout.edges))
+    _mark_far(node.path, columns, layout)
     tallest = max(_column_height(col, sizes) for col in columns)
     offsets: dict[str, tuple[int, int]] = {}
     x = PAD + INIT_W
@@ -229,45 +231,96 @@ def _column_height(column: list[str], sizes: dict[str, _Size]) -> int:
     return sum(sizes[child].h for child in column) + GAP_Y * (len(column) - 1)
 
 
-def _gaps(columns: list[list[str]], links: dict[str, dict[str, int]]) -> list[int]:
+def _gaps(
+    columns: list[list[str]], links: dict[str, dict[str, int]], leaving: dict[str, int]
+) -> list[int]:
     """The room after each column: at least :data:`GAP_X`, and enough for the labels drawn
-    there (an arrow's label sits just outside its source box: on its right going right, on
-    its left going left), both ways."""
+    there, both ways: an arrow's label sits next to the box it leaves (or, crossing a
+    column, the box it enters). Arrows leaving the container are taken to go right."""
     where = {child: i for i, column in enumerate(columns) for child in column}
     rightward = [0] * len(columns)  # labels against the gap's left side
     leftward = [0] * len(columns)  # labels against its right side
+    for child, width in leaving.items():
+        rightward[where[child]] = max(rightward[where[child]], width + LABEL_CLEARANCE)
     for source, targets in links.items():
         for target, width in targets.items():
-            if where[target] > where[source]:
-                gap, need = where[source], rightward
-            elif where[target] < where[source]:
-                gap, need = where[source] - 1, leftward
-            else:
-                continue
-            need[gap] = max(need[gap], width + LABEL_CLEARANCE)
+            gap, side = _label_gap(where[source], where[target])
+            if gap is not None:
+                need = rightward if side == "right" else leftward
+                need[gap] = max(need[gap], width + LABEL_CLEARANCE)
     return [
         max(GAP_X, right + left + 24 if right and left else right + left + 32)
         for right, left in zip(rightward, leftward, strict=True)
     ]
 
 
+def _label_gap(source: int, target: int) -> tuple[int | None, str]:
+    """Which gap holds the label of an arrow between two columns, and against which side:
+    next to the source, or next to the target when the arrow crosses a column between."""
+    if target == source:
+        return None, ""
+    if target > source:
+        return (source, "right") if target == source + 1 else (target - 1, "left")
+    return (source - 1, "left") if target == source - 1 else (target, "right")
+
+
+def _mark_far(container: str, columns: list[list[str]], layout: Layout) -> None:
+    """Remember the arrows whose labels go next to their target (see :func:`_label_gap`)."""
+    where = {child: i for i, column in enumerate(columns) for child in column}
+    prefix = container + "." if container else ""
+    for index, edge in enumerate(layout.edges):
+        if not (edge.source.startswith(prefix) and edge.target.startswith(prefix)):
+            continue
+        a = where.get(prefix + edge.source[len(prefix) :].split(".")[0])
+        b = where.get(prefix + edge.target[len(prefix) :].split(".")[0])
+        if a is not None and b is not None and abs(a - b) > 1:
+            layout.far.add(index)
+
+
 def _columns(node: StateNode, links: dict[str, dict[str, int]]) -> list[list[str]]:
-    """The container's children by their distance from its initial child (breadth first,
-    document order within a column); children nothing reaches fill one last column."""
+    """The container's children by their distance from its initial child (breadth first),
+    a child moved one column on where a child found before it in its column leads to it;
+    document order within a column; children nothing reaches fill one last column."""
     start = node.initial or node.children[0]
     rank = {start: 0}
+    found = [start]
     queue = deque([start])
     while queue:
         current = queue.popleft()
         for nxt in links.get(current, {}):
             if nxt not in rank:
                 rank[nxt] = rank[current] + 1
+                found.append(nxt)
                 queue.append(nxt)
+    _spread(found, rank, links)
     last = max(rank.values()) + 1
     columns: list[list[str]] = [[] for _ in range(last + 1)]
     for child in node.children:
         columns[rank.get(child, last)].append(child)
     return [column for column in columns if column]
+
+
+def _spread(found: list[str], rank: dict[str, int], links: dict[str, dict[str, int]]) -> None:
+    """In discovery order (so each move is final and the loop ends): a child that an earlier
+    found child of its column leads to goes one column further, so the arrow between them
+    runs across a gap rather than along a column."""
+    order = {child: index for index, child in enumerate(found)}
+    for child in found:
+        for nxt in links.get(child, {}):
+            if nxt in rank and rank[nxt] == rank[child] and order[nxt] > order[child]:
+                rank[nxt] = rank[child] + 1
+
+
+def _leaving(container: str, edges: list[Edge]) -> dict[str, int]:
+    """The widest label of the arrows from each child (or inside it) to outside the
+    container."""
+    prefix = container + "." if container else ""
+    found: dict[str, int] = {}
+    for edge in edges:
+        if edge.source.startswith(prefix) and not edge.target.startswith(prefix):
+            child = prefix + edge.source[len(prefix) :].split(".")[0]
+            found[child] = max(found.get(child, 0), label_size(edge.labels)[0])
+    return found
 
 
 def _sibling_links(

@@ -21,8 +21,8 @@ import math
 from collections.abc import Iterator
 from xml.sax.saxutils import escape, quoteattr
 
+from app.core.chart_labels import Rect, place_labels
 from app.core.chart_layout import (
-    LABEL_CLEARANCE,
     LINE_H,
     NAME_H,
     NOTE_SIZE,
@@ -31,7 +31,6 @@ from app.core.chart_layout import (
     Edge,
     Layout,
     clip,
-    label_size,
     layout_chart,
     text_width,
     title,
@@ -72,7 +71,7 @@ def render_svg(chart: Chart, active: frozenset[str] = frozenset()) -> str:
     parts.append(_text(MARGIN, MARGIN + 14, f"{chart.workflow} v{chart.version}", "bold", 14))
     parts.append(f"<g transform='translate({MARGIN},{MARGIN + TITLE_H})'>")
     parts.extend(_states(chart, chart.root, layout, lit))
-    parts.extend(_arrows(layout))
+    parts.extend(_arrows(chart, layout))
     parts.append("</g></svg>")
     return "\n".join(parts) + "\n"
 
@@ -213,41 +212,33 @@ def _initial_marker(node: StateNode, layout: Layout) -> Iterator[str]:
 # -- arrows ----------------------------------------------------------------------------------
 
 
-def _arrows(layout: Layout) -> Iterator[str]:
+def _arrows(chart: Chart, layout: Layout) -> Iterator[str]:
     """Lines first, then every label on top of every line."""
     boxes = layout.boxes
     pairs = {(e.source, e.target) for e in layout.edges}
     segments = [
-        (e, _segment(boxes[e.source], boxes[e.target], (e.target, e.source) in pairs))
+        _segment(boxes[e.source], boxes[e.target], (e.target, e.source) in pairs)
         for e in layout.edges
     ]
-    for edge, (x1, y1, x2, y2) in segments:
+    for edge, (x1, y1, x2, y2) in zip(layout.edges, segments, strict=True):
         yield (
             f"<line class='transition' data-source={quoteattr(edge.source)} "
             f"data-target={quoteattr(edge.target)} x1='{_n(x1)}' y1='{_n(y1)}' x2='{_n(x2)}' "
             f"y2='{_n(y2)}' stroke='{EDGE}' stroke-width='1.2' marker-end='url(#arrow)'/>"
         )
-    for edge, segment in segments:
-        yield from _edge_label(edge, segment)
+    leaves = [path for path, node in chart.states.items() if path and not node.children]
+    rects = place_labels(layout, segments, leaves)
+    for edge, rect in zip(layout.edges, rects, strict=True):
+        yield from _edge_label(edge, rect)
 
 
-def _edge_label(edge: Edge, segment: tuple[float, float, float, float]) -> Iterator[str]:
-    """The labels in one block on the line, just clear of the source box (or half way along
-    a line too short for that)."""
-    width, height = label_size(edge.labels)
-    x1, y1, x2, y2 = segment
-    length = math.hypot(x2 - x1, y2 - y1) or 1.0
-    ux, uy = (x2 - x1) / length, (y2 - y1) / length
-    clear = min(
-        (width / 2) / abs(ux) if ux else math.inf,
-        (height / 2) / abs(uy) if uy else math.inf,
-    )
-    along = min(clear + LABEL_CLEARANCE, length / 2)
-    x, top = x1 + ux * along, y1 + uy * along - height / 2
+def _edge_label(edge: Edge, rect: Rect) -> Iterator[str]:
+    left, top, right, bottom = rect
     yield (
-        f"<rect class='label' x='{_n(x - width / 2)}' y='{_n(top)}' width='{width}' "
-        f"height='{height}' rx='3' fill='#ffffff' fill-opacity='0.9'/>"
+        f"<rect class='label' x='{_n(left)}' y='{_n(top)}' width='{_n(right - left)}' "
+        f"height='{_n(bottom - top)}' rx='3' fill='#ffffff' fill-opacity='0.9'/>"
     )
+    x = (left + right) / 2
     for i, label in enumerate(edge.labels):
         yield _centred(x, top + 13 + i * LINE_H, label, "normal", TEXT, NOTE_SIZE)
 
