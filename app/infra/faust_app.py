@@ -19,7 +19,7 @@ from faust.types import TP, EventT, StreamT
 
 from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
-from app.infra import topics, tracing
+from app.infra import log_context, topics, tracing
 from app.infra.avro import register_faust_codecs
 from app.infra.http_server import install_api, web_options
 from app.infra.http_views import JOURNAL_INDEX_TABLE, indexed
@@ -112,6 +112,7 @@ def build_app(
     partitions = manifest[topics.EVENTS].partitions
     register_faust_codecs()
     tracing.activate()  # after the handler modules, which may configure OpenTelemetry
+    log_context.install()
     install_registry_ids(settings.schema_registry_url, manifest)  # SCHEMA_REGISTRY_URL
     options: dict[str, Any] = {
         "topic_partitions": partitions,
@@ -223,7 +224,10 @@ def _consume(
             message = event.message
             source = (message.topic, message.partition, message.offset)
             try:
-                with tracing.consumed(f"omninode.{name}", message.headers, source):
+                with (
+                    log_context.handling(message.key),
+                    tracing.consumed(f"omninode.{name}", message.headers, source),
+                ):
                     await handle(message.key, message.value, source)
             except Exception as exc:  # a bug must not stop the agent or lose the record
                 log.exception("omninode.%s failed on %s@%s:%s", name, *source)

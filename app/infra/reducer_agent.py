@@ -72,7 +72,7 @@ from aiokafka.partitioner import murmur2
 from app.core.interpreter import StepResult
 from app.core.ports import InstanceStore, StoredInstance
 from app.core.router import ChartRegistry
-from app.infra import tracing
+from app.infra import log_context, tracing
 from app.infra.decoding import decoded
 from app.infra.metrics import Metrics
 from app.infra.outbox import routed_records, step_output
@@ -159,6 +159,7 @@ class Reducer:
     async def _step(self, event: Event, source: Source, key: bytes, value: bytes | None) -> None:
         instance = event.key
         tracing.annotate(**{"omninode.instance": instance, "omninode.event": event.type})
+        log_context.correlate(event.correlation_id or event.event_id)
         # 2. Read the stored value.
         stored = self.store.load(instance)
         before = stored.snapshot if stored is not None else None

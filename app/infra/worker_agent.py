@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.handlers import HandlerContext, HandlerFn, HandlerRegistry
-from app.infra import topics, tracing
+from app.infra import log_context, topics, tracing
 from app.infra.decoding import dead_letters_of, decoded
 from app.infra.metrics import metrics
 from app.infra.outbox import Outbox, Source, send_dead_letter
@@ -157,6 +157,7 @@ class CommandRunner:
         tracing.annotate(
             **{"omninode.instance": command.key, "omninode.command": command.command_id}
         )
+        log_context.correlate(command.command_id)
         idempotency_key = command.command_id.encode()
         while True:
             answer = self.processed.get(idempotency_key)
