@@ -8,6 +8,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -19,6 +20,7 @@ from typing import Any, TypeVar
 from app.cli import contract_cmd, migrate_cmd, replay_cmd
 from app.core.errors import ChartError
 from app.core.snapshot import Snapshot
+from app.infra import http_client as api
 from app.infra import topics
 from app.infra.broker import BrokerError, EmbeddedBroker
 from app.infra.control import (
@@ -38,7 +40,7 @@ from app.infra.registry import RegistryError, install_registry_ids
 from app.infra.runtime import deployment_manifest, load_registry
 from app.infra.settings import Settings, SettingsError
 from app.infra.wire import encode_event
-from app.infra.worker_process import WorkerProcess
+from app.infra.worker_process import WorkerProcess, free_port
 from app.spi.envelopes import Event, JournalRecord
 from app.spi.limits import Limits, json_problem, strict_json_loads
 
@@ -132,7 +134,8 @@ def _verbose_arg(parser: argparse.ArgumentParser) -> None:
         "-v",
         "--verbose",
         action="store_true",
-        help="say on stderr how it read: topic, partition, offsets, records, seconds",
+        help="say on stderr how it read: through which worker's API, or the topic, "
+        "partition, offsets, records and seconds",
     )
 
 
@@ -152,6 +155,12 @@ def _reads_reported(verbose: bool) -> Iterator[None]:
     finally:
         read_log.removeHandler(handler)
         read_log.setLevel(level)
+
+
+def _say(verbose: bool, line: str) -> None:
+    """With ``--verbose``: how the command read, on stderr."""
+    if verbose:
+        print(line, file=sys.stderr)
 
 
 def _run(coroutine: Coroutine[Any, Any, T]) -> T:
@@ -296,8 +305,15 @@ def _check_size(event: Event, limits: Limits) -> None:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _reads_reported(args.verbose):
-        snapshot = _run(read_snapshot(Settings.from_env(), args.workflow, args.instance_id))
+    settings = Settings.from_env()
+    try:
+        answer = api.snapshot(settings, args.workflow, args.instance_id)
+        _say(args.verbose, answer.describe())
+        snapshot = Snapshot.from_dict(answer.body) if answer.status == 200 else None
+    except api.ApiUnavailable as exc:
+        _say(args.verbose and not exc.usual, f"{exc}; reading the snapshot table's changelog")
+        with _reads_reported(args.verbose):
+            snapshot = _run(read_snapshot(settings, args.workflow, args.instance_id))
     if snapshot is None:
         print(f"omninode: no instance {args.workflow}:{args.instance_id}", file=sys.stderr)
         return 1
@@ -329,8 +345,19 @@ def _describe(snapshot: Snapshot) -> str:
 
 
 def _history(args: argparse.Namespace) -> int:
-    with _reads_reported(args.verbose):
-        records = _run(read_history(Settings.from_env(), args.workflow, args.instance_id))
+    settings = Settings.from_env()
+    try:
+        rows, answer = api.history(settings, args.workflow, args.instance_id)
+        _say(args.verbose, f"{answer.describe()} (last page)")
+        limits = settings.limits
+        where = answer.url
+        records = [
+            replay_cmd.parse_row(json.dumps(row), where, n, limits) for n, row in enumerate(rows, 1)
+        ]
+    except api.ApiUnavailable as exc:
+        _say(args.verbose and not exc.usual, f"{exc}; reading the journal topic instead")
+        with _reads_reported(args.verbose):
+            records = _run(read_history(settings, args.workflow, args.instance_id))
     if not records:
         print(f"omninode: no journal for {args.workflow}:{args.instance_id}", file=sys.stderr)
         return 1
@@ -437,10 +464,15 @@ def _dev(args: argparse.Namespace) -> int:
         )
         _run(apply_topics(settings, deployment_manifest(settings, load_registry(settings))))
         print("[2/4] topics created from topics/omninode.yaml and the charts' queues", flush=True)
-        worker = WorkerProcess(settings, workdir / "worker-data", workdir / "worker.log").start()
+        worker = WorkerProcess(
+            settings, workdir / "worker-data", workdir / "worker.log", web_port=_dev_web_port()
+        ).start()
         try:
             worker.wait_ready()
-            print("[3/4] worker ready (faust -A app.main worker)", flush=True)
+            print(
+                f"[3/4] worker ready (faust -A app.main worker), API on {worker.api_url}",
+                flush=True,
+            )
             print("[4/4] running the example workflows:", flush=True)
             for run in demo_runs():
                 _run(drive(settings, run, "demo-1", lambda line: print("   ", line, flush=True)))
@@ -448,7 +480,7 @@ def _dev(args: argparse.Namespace) -> int:
                 return 0
             print(
                 f"\nexport KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
-                "OMNINODE_PROFILE=local OMNINODE_PARTITIONS=4\n"
+                f"OMNINODE_PROFILE=local OMNINODE_PARTITIONS=4 OMNINODE_API_URL={worker.api_url}\n"
                 "then try: omninode status order_fulfillment demo-1\n"
                 "Ctrl-C stops the worker and the broker.",
                 flush=True,
@@ -457,3 +489,12 @@ def _dev(args: argparse.Namespace) -> int:
         finally:
             worker.stop()
     return 0
+
+
+def _dev_web_port() -> int:
+    """The API's usual port (the CLI's default) when it is free, else any free one."""
+    port = Settings().web_port
+    with contextlib.suppress(OSError), socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
+        return port
+    return free_port()

@@ -10,7 +10,11 @@
 | OMNINODE_PARTITIONS | overrides the manifest's partition count (dev and tests) | manifest |
 | OMNINODE_REPLICATION | overrides the manifest's replication factor | manifest |
 | OMNINODE_APP_ID | Faust app id (consumer group, changelogs) and topic prefix | omninode |
-| OMNINODE_WEB_PORT | serve Faust's web endpoints on this port | off |
+| OMNINODE_WEB_PORT | the worker's HTTP API port (Faust's web server) | 6066 |
+| OMNINODE_WEB_BIND | the address the HTTP API listens on | 127.0.0.1 |
+| OMNINODE_WEB_URL | how other workers reach this one's API (http://host:port) | bind + port |
+| OMNINODE_API_TOKEN | bearer token every mutating API request must carry | off |
+| OMNINODE_API_URL | the worker API ``omninode status``/``history`` ask first | local port |
 | OMNINODE_QUEUES | task queues this worker serves, comma-separated | its handlers' |
 | SCHEMA_REGISTRY_URL | a Confluent-compatible schema registry: write its ids | off (hash ids) |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
@@ -25,9 +29,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from aiokafka.helpers import create_ssl_context
 
@@ -39,6 +44,7 @@ Profile = Literal["production", "local"]
 ROLES = frozenset({"reducer", "effects", "computes", "projector"})
 # The embedded broker answers a fetch only when its wait expires (docs/runtime.md).
 LOCAL_FETCH_MAX_WAIT_MS = 25
+DEFAULT_WEB_PORT = 6066  # Faust's; a second worker on one machine needs another
 
 
 class SettingsError(ValueError):
@@ -66,7 +72,11 @@ class Settings:
     partitions: int | None = None
     replication: int | None = None
     app_id: str = "omninode"
-    web_port: int | None = None
+    web_port: int = DEFAULT_WEB_PORT
+    web_bind: str = "127.0.0.1"
+    web_url: str | None = None  # None: http://<bind, or the host name if it binds all>:<port>
+    api_url: str | None = None  # None: http://127.0.0.1:<web_port>
+    api_token: str | None = None
     worker_concurrency: int = 8
     # None: the queues of the handlers this worker registered (app.infra.queues).
     queues: frozenset[str] | None = None
@@ -110,7 +120,7 @@ class Settings:
             partitions=_int(env, "OMNINODE_PARTITIONS"),
             replication=_int(env, "OMNINODE_REPLICATION"),
             app_id=env.get("OMNINODE_APP_ID", "omninode"),
-            web_port=_int(env, "OMNINODE_WEB_PORT"),
+            **_web_settings(env),
             worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
             queues=queues,
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL", "").strip() or None,
@@ -130,6 +140,20 @@ class Settings:
     @property
     def is_local(self) -> bool:
         return self.profile == "local"
+
+    @property
+    def canonical_url(self) -> str:
+        """How other workers reach this worker's API: ``OMNINODE_WEB_URL``, else the bind
+        address and port (a worker bound to every interface names its host instead)."""
+        if self.web_url is not None:
+            return self.web_url.rstrip("/")
+        host = socket.gethostname() if self.web_bind in ("0.0.0.0", "::", "") else self.web_bind
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.web_port}"
+
+    @property
+    def cli_api_url(self) -> str:
+        """The worker API the CLI asks first: ``OMNINODE_API_URL``, else the local port."""
+        return (self.api_url or f"http://127.0.0.1:{self.web_port}").rstrip("/")
 
     def consumer_options(self) -> dict[str, object]:
         """Options for the consumers we open; the embedded broker answers a fetch only when
@@ -173,6 +197,27 @@ class Settings:
                 keyfile=security.ssl_keyfile,
             )
         return options
+
+
+def _web_settings(env: Mapping[str, str]) -> dict[str, Any]:
+    """The HTTP API's settings: port, bind address, this worker's URL for the others, the
+    token of mutating requests and the URL the CLI asks (docs/api.md)."""
+    port = _int(env, "OMNINODE_WEB_PORT")
+    if port is not None and not 0 < port < 65536:
+        raise SettingsError(f"OMNINODE_WEB_PORT must be a port (1-65535), not {port}")
+    urls = {
+        name: env.get(name, "").strip() or None for name in ("OMNINODE_WEB_URL", "OMNINODE_API_URL")
+    }
+    for name, url in urls.items():
+        if url is not None and not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", url):
+            raise SettingsError(f"{name} must be an http:// or https:// URL, not {url!r}")
+    return {
+        "web_port": DEFAULT_WEB_PORT if port is None else port,
+        "web_bind": env.get("OMNINODE_WEB_BIND", "").strip() or "127.0.0.1",
+        "web_url": urls["OMNINODE_WEB_URL"],
+        "api_url": urls["OMNINODE_API_URL"],
+        "api_token": env.get("OMNINODE_API_TOKEN", "").strip() or None,
+    }
 
 
 def limits_from_env(env: Mapping[str, str] | None = None) -> Limits:

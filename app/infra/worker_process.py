@@ -1,9 +1,15 @@
 """``faust -A app.main worker`` as a child process: how ``omninode dev``, the tests and the
-benchmarks run workers, with the deployment's settings in its environment."""
+benchmarks run workers, with the deployment's settings in its environment.
+
+Each serves the HTTP API (docs/api.md) on its own port: ``web_port``, else
+``OMNINODE_WEB_PORT`` from its environment, else a free port of 127.0.0.1 picked when it
+starts, so several workers run side by side on one machine.
+"""
 
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -41,9 +47,18 @@ class WorkerProcess:
     log_path: Path
     env: Mapping[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+    web_port: int | None = None
+
+    @property
+    def api_url(self) -> str:
+        """The worker's HTTP API (after :meth:`start` picked its port)."""
+        return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.web_port is None:
+            configured = self.env.get("OMNINODE_WEB_PORT")
+            self.web_port = int(configured) if configured else free_port()
         command = [
             sys.executable,
             "-m",
@@ -53,7 +68,6 @@ class WorkerProcess:
             "--datadir",
             str(self.data_dir),
             "worker",
-            "--without-web",
             "--loglevel",
             "info",
         ]
@@ -62,7 +76,9 @@ class WorkerProcess:
             command,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=worker_environment(self.settings, self.env),
+            env=worker_environment(
+                self.settings, {**self.env, "OMNINODE_WEB_PORT": str(self.web_port)}
+            ),
             start_new_session=True,
         )
         log.close()
@@ -100,3 +116,11 @@ class WorkerProcess:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port

@@ -1,0 +1,270 @@
+"""The HTTP API's endpoints (docs/api.md): instances, their history, events, the instance
+list, workflows, dead letters.
+
+Any worker answers any request. One about an instance is answered by the worker holding
+the instance's partition of the table it reads (``http_routing``): the snapshot table for
+a snapshot and for events (checked against the instance's chart version, then produced),
+the projector's journal index for a history page. A list asks every worker holding
+partitions of the table for its page and merges them. :class:`Api` knows no Faust: the
+app's tables, producer, assignor and dead-letter reads are handed to it
+(``http_server.install``), so the tests run it on dicts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+from app.core.router import ChartRegistry
+from app.core.snapshot import Snapshot
+from app.infra import http_inputs as inputs
+from app.infra.http_commands import (
+    Produce,
+    accept,
+    letter_detail,
+    letter_page,
+    make_event,
+    reserved_problem,
+)
+from app.infra.http_inputs import ListQuery, bad_request, not_found
+from app.infra.http_routing import (
+    FORWARDED,
+    PARTITION,
+    Forward,
+    Forwarder,
+    Placement,
+    check_coverage,
+    hosts,
+    local_partitions,
+    route,
+    same_worker,
+    unavailable,
+)
+from app.infra.http_views import (
+    history_page,
+    list_page,
+    local_counts,
+    merge_pages,
+    snapshot_body,
+    workflow_rows,
+)
+from app.infra.instance_store import decode_stored
+from app.spi.envelopes import START, instance_key
+from app.spi.limits import Limits
+
+Table = Mapping[bytes, bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class TableRef:
+    """A table the API reads: its changelog topic (how the assignor names its partitions),
+    its partition count, and the table itself when this worker keeps it (its role)."""
+
+    topic: str
+    partitions: int
+    table: Table | None = None
+
+    def items(self) -> list[tuple[bytes, bytes]]:
+        return list(self.table.items()) if self.table is not None else []
+
+
+@dataclass(frozen=True, slots=True)
+class Tables:
+    snapshots: TableRef
+    views: TableRef
+    journal_index: TableRef
+    counts: TableRef
+
+
+@dataclass
+class Api:
+    registry: ChartRegistry
+    limits: Limits
+    tables: Tables
+    placement: Callable[[], Placement]
+    forwarder: Forwarder
+    produce: Produce
+    read_letters: Callable[[], Awaitable[list[dict[str, Any]]]]
+    replay_letters: Callable[[list[dict[str, Any]]], Awaitable[None]]
+
+    def routes(self) -> list[web.RouteDef]:
+        return [
+            web.get("/api/instances", self.list_instances),
+            web.get("/api/instances/{workflow}/{id}", self.get_instance),
+            web.post("/api/instances/{workflow}/{id}", self.post_start),
+            web.get("/api/instances/{workflow}/{id}/history", self.get_history),
+            web.post("/api/instances/{workflow}/{id}/events/{type}", self.post_event),
+            web.get("/api/workflows", self.get_workflows),
+            web.get("/api/deadletters", self.list_letters),
+            web.get("/api/deadletters/{id}", self.get_letter),
+            web.post("/api/deadletters/{id}/replay", self.replay_letter),
+            web.get("/api/internal/instances", self.internal_instances),
+            web.get("/api/internal/state-counts", self.internal_counts),
+        ]
+
+    # --- one instance ---------------------------------------------------------------
+
+    def _key(self, request: web.Request) -> tuple[str, str]:
+        workflow = inputs.workflow_name(request.match_info["workflow"])
+        return workflow, inputs.instance_id(workflow, request.match_info["id"], self.limits)
+
+    async def _routed(
+        self, request: web.Request, ref: TableRef, key: str, body: bytes | None = None
+    ) -> int | web.Response:
+        """The partition when this worker answers, else the owner's answer."""
+        forwarded = FORWARDED in request.headers
+        decision = route(self.placement(), ref.topic, ref.partitions, key.encode(), forwarded)
+        if isinstance(decision, Forward):
+            return await self.forwarder.forward(request, decision.url, body)
+        return decision.partition
+
+    async def get_instance(self, request: web.Request) -> web.Response:
+        workflow, instance = self._key(request)
+        key = instance_key(workflow, instance)
+        here = await self._routed(request, self.tables.snapshots, key)
+        if isinstance(here, web.Response):
+            return here
+        raw = _table(self.tables.snapshots).get(key.encode())
+        if raw is None:
+            raise not_found(f"no instance {key}")
+        return _json(snapshot_body(raw), headers={PARTITION: str(here)})
+
+    async def get_history(self, request: web.Request) -> web.Response:
+        workflow, instance = self._key(request)
+        first, limit = inputs.history_query(request.query)
+        key = instance_key(workflow, instance)
+        here = await self._routed(request, self.tables.journal_index, key)
+        if isinstance(here, web.Response):
+            return here
+        views, index = _table(self.tables.views), _table(self.tables.journal_index)
+        page = history_page(views, index, key, first, limit)
+        if page is None:
+            raise not_found(f"no journal for {key}")
+        return _json(page, headers={PARTITION: str(here)})
+
+    async def post_start(self, request: web.Request) -> web.Response:
+        return await self._post(request, START)
+
+    async def post_event(self, request: web.Request) -> web.Response:
+        event_type = inputs.event_type(request.match_info["type"])
+        reserved = reserved_problem(event_type)
+        if reserved is not None:
+            raise bad_request(reserved)
+        return await self._post(request, event_type)
+
+    async def _post(self, request: web.Request, event_type: str) -> web.Response:
+        workflow, instance = self._key(request)
+        body = await request.read()
+        payload = inputs.json_object(body, self.limits)
+        event_id = inputs.idempotency_key(request.headers)
+        version = inputs.version(request.query) if event_type == START else None
+        if workflow not in self.registry:
+            raise not_found(f"no workflow type {workflow!r} is loaded")
+        key = instance_key(workflow, instance)
+        here = await self._routed(request, self.tables.snapshots, key, body)
+        if isinstance(here, web.Response):
+            return here
+        raw = _table(self.tables.snapshots).get(key.encode())
+        snapshot: Snapshot | None = decode_stored(raw).snapshot if raw is not None else None
+        event = make_event(workflow, instance, event_type, payload, event_id, version)
+        status, answer = await accept(self.registry, self.limits, snapshot, event, self.produce)
+        return _json(answer, status=status)
+
+    # --- lists: every worker's page, merged ---------------------------------------------
+
+    async def list_instances(self, request: web.Request) -> web.Response:
+        query = inputs.list_query(request.query)
+        if FORWARDED in request.headers:  # another worker's fan-out: this worker's page
+            return await self.internal_instances(request)
+        path = "/api/internal/instances?" + urlencode(query.to_query())
+        pages = await self._fan_out(self.tables.views, path, lambda: self._views_page(query))
+        return _json(merge_pages(pages, query.limit))
+
+    async def internal_instances(self, request: web.Request) -> web.Response:
+        return _json(self._views_page(inputs.list_query(request.query)))
+
+    def _views_page(self, query: ListQuery) -> dict[str, Any]:
+        served = self._served(self.tables.views)
+        return {**list_page(self.tables.views.items(), query), "partitions": served}
+
+    def _served(self, ref: TableRef) -> list[int]:
+        placement = self.placement()
+        if not placement.ready:
+            raise unavailable("this worker is recovering its tables; retry shortly")
+        return list(local_partitions(placement, ref.topic)) if ref.table is not None else []
+
+    async def _fan_out(
+        self, ref: TableRef, path: str, here: Callable[[], dict[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """Every worker's answer for its partitions of ``ref`` (this one's without HTTP);
+        503 unless together they cover every partition."""
+        placement = self.placement()
+        targets = hosts(placement, ref.topic)
+        asked = [url for url in targets if not same_worker(url, placement.self_url)]
+        answers = await asyncio.gather(*(self.forwarder.get_json(url, path) for url in asked))
+        pages: list[dict[str, Any]] = [*answers]
+        if len(asked) < len(targets):
+            pages.append(here())
+        served = [p for page in pages for p in page.get("partitions", ())]
+        check_coverage(served, ref.partitions, ref.topic)
+        return pages
+
+    async def get_workflows(self, request: web.Request) -> web.Response:
+        path = "/api/internal/state-counts"
+        pages = await self._fan_out(self.tables.counts, path, self._counts_page)
+        counts: dict[str, int] = {}
+        for page in pages:
+            for key, count in page["counts"].items():
+                counts[key] = counts.get(key, 0) + int(count)
+        return _json({"workflows": workflow_rows(self.registry, counts)})
+
+    async def internal_counts(self, request: web.Request) -> web.Response:
+        return _json(self._counts_page())
+
+    def _counts_page(self) -> dict[str, Any]:
+        served = self._served(self.tables.counts)
+        return {"counts": local_counts(self.tables.counts.items()), "partitions": served}
+
+    # --- dead letters -------------------------------------------------------------------
+
+    async def list_letters(self, request: web.Request) -> web.Response:
+        stage, query = inputs.letters_query(request.query)
+        return _json(letter_page(await self.read_letters(), stage, query))
+
+    async def _letter(self, request: web.Request) -> dict[str, Any]:
+        wanted = request.match_info["id"]
+        letter = next((d for d in await self.read_letters() if d["id"] == wanted), None)
+        if letter is None:
+            raise not_found(f"no dead letter {wanted[:40]!r} (ids are partition:offset)")
+        return letter
+
+    async def get_letter(self, request: web.Request) -> web.Response:
+        return _json(letter_detail(await self._letter(request)))
+
+    async def replay_letter(self, request: web.Request) -> web.Response:
+        letter = await self._letter(request)
+        try:
+            await self.replay_letters([letter])
+        except ValueError as exc:  # unreadable, or only a prefix of the original kept
+            raise bad_request(str(exc)) from exc
+        return _json({"replayed": letter["id"], "topic": letter["source_topic"]}, status=202)
+
+
+def _table(ref: TableRef) -> Table:
+    if ref.table is None:  # routing sends nothing here for a table this worker lacks
+        raise unavailable(f"this worker does not keep {ref.topic}")
+    return ref.table
+
+
+def _json(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response(value, status=status, headers=headers, dumps=_dumps)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, allow_nan=False)
