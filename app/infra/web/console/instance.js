@@ -26,7 +26,7 @@ export async function renderInstance(main, workflow, id) {
       h("a", {href: route(["instances"], {workflow})}, workflow)),
     parts.header,
     h("section", {class: "panel", "aria-labelledby": "p-status"},
-      h("h2", {id: "p-status"}, "Status", parts.stamp), parts.facts),
+      h("h2", {id: "p-status"}, "Instance", parts.stamp), parts.facts),
     h("section", {class: "panel", "aria-labelledby": "p-diagram"},
       h("h2", {id: "p-diagram"}, "Diagram", diagram.tools), diagram.frame),
     h("div", {class: "cols"},
@@ -63,9 +63,11 @@ async function load(workflow, id, parts, diagram, timeline, send, seen) {
   fill(parts.stamp, h("span", {class: "count"},
     ` · refreshed ${new Date().toLocaleTimeString()}, every ${REFRESH_MS / 1000} s`));
   const key = JSON.stringify([snapshot.seq, snapshot.status, snapshot.updated_at]);
-  if (key === seen) return seen;
-  showSnapshot(snapshot, parts);
-  send.events(snapshot.version);
+  if (key !== seen) {
+    showSnapshot(snapshot, parts);
+    send.events(snapshot.version);
+  }
+  // Each is a no-op when up to date, and retried on the next refresh after a failure.
   await Promise.all([
     diagram.show(workflow, snapshot.version, snapshot.configuration || []),
     timeline.update(snapshot.seq || 0),

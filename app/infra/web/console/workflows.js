@@ -52,9 +52,12 @@ function chip(label, count, href) {
 }
 
 function stateTable(name, states) {
+  // "(cancelled)": instances in no state, listed by their status instead.
   const rows = states.map(([state, count]) => [
     h("span", {class: "state"}, state),
-    h("a", {href: route(["instances"], {workflow: name, state})}, String(count)),
+    h("a", {href: route(["instances"], state.startsWith("(") && state.endsWith(")")
+      ? {workflow: name, status: state.slice(1, -1)} : {workflow: name, state})},
+    String(count)),
   ]);
   return h("details", {open: states.length <= 12},
     h("summary", {}, `Instances per state (${states.length} states)`),
