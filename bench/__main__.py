@@ -10,6 +10,10 @@ Scenarios (sizes are flags; the defaults finish in a few minutes on 2 cores):
   recovery  a fresh worker restoring every snapshot of the e2e run from the changelog;
             the changelog's bytes per applied event beside the journal's
   burst     a worker's memory while a burst of ~100 MB of commands meets a slow handler
+  query     one instance's snapshot through the HTTP API against today's topic scan, at
+            1,000 and at 100,000 instances in the deployment (p50/p99 of each)
+
+``--only a,b`` runs some of them (recovery needs e2e); the summary then omits the rest.
 
 Prints a table, writes the figures as JSON (--out), and ends with the line
   e2e_instances_per_s=N agent_vs_faust_counter=X agent_vs_passthrough=Y p99_event_to_command_ms=Z
@@ -25,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from app.infra.broker import EmbeddedBroker
-from bench import reducer, scenarios
+from bench import query, reducer, scenarios
 
 
 def main() -> None:
@@ -36,49 +40,85 @@ def main() -> None:
     parser.add_argument("--paced-seconds", type=float, default=10.0)
     parser.add_argument("--burst-commands", type=int, default=100_000)
     parser.add_argument("--burst-watch-seconds", type=float, default=15.0)
+    parser.add_argument("--query-small", type=int, default=1_000)
+    parser.add_argument("--query-large", type=int, default=100_000)
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="scenarios to run")
     parser.add_argument("--timeout", type=float, default=300.0, help="per scenario, seconds")
     parser.add_argument("--out", default="bench/results.json")
     args = parser.parse_args()
+    only = {name.strip() for name in args.only.split(",") if name.strip()}
+    if unknown := only - set(SCENARIOS):
+        parser.error(f"unknown scenarios {sorted(unknown)}; choose from {', '.join(SCENARIOS)}")
     workdir = Path(tempfile.mkdtemp(prefix="omninode-bench-"))
     results: dict[str, object] = {"machine": machine()}
-    print("reducer ...", flush=True)
-    results.update(reducer.compare(args.reducer_steps, args.reducer_steps // 4, 3))
+    if "reducer" in only:
+        print("reducer ...", flush=True)
+        results.update(reducer.compare(args.reducer_steps, args.reducer_steps // 4, 3))
     configured = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     broker = None if configured else EmbeddedBroker(log_path=workdir / "broker.log")
     bootstrap = configured or broker.start()  # type: ignore[union-attr]
     try:
+        run_on_broker(args, only, bootstrap, workdir, results)
+    finally:
+        if broker is not None:
+            broker.stop()
+    ratios(results)
+    Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True, default=str) + "\n")
+    print_table(results)
+    print(f"(figures in {args.out}; worker logs in {workdir})")
+    print(summary_line(results))
+
+
+SCENARIOS = ("reducer", "agent", "e2e", "recovery", "burst", "query")
+
+
+def run_on_broker(
+    args: argparse.Namespace, only: set[str], bootstrap: str, workdir: Path, results: dict
+) -> None:
+    if "agent" in only:
         print("agent vs baselines ...", flush=True)
         results.update(
             scenarios.agent_vs_baselines(bootstrap, workdir, args.agent_events, args.timeout)
         )
+    if "e2e" in only:
         print("end to end ...", flush=True)
         e2e = scenarios.end_to_end(
             bootstrap, workdir, args.e2e_instances, args.paced_seconds, args.timeout
         )
         settings = e2e.pop("e2e_settings")
         results.update(e2e)
-        print("recovery ...", flush=True)
-        results.update(scenarios.recovery(settings, workdir, args.timeout))  # type: ignore[arg-type]
+        if "recovery" in only:
+            print("recovery ...", flush=True)
+            results.update(scenarios.recovery(settings, workdir, args.timeout))
+    if "burst" in only:
         print("burst (back-pressure) ...", flush=True)
         results.update(
             scenarios.burst(bootstrap, workdir, args.burst_commands, args.burst_watch_seconds)
         )
-    finally:
-        if broker is not None:
-            broker.stop()
-    agent = float(results["reducer_agent_events_per_s"])  # type: ignore[arg-type]
-    results["agent_vs_faust_counter"] = agent / float(results["faust_counter_events_per_s"])  # type: ignore[arg-type]
-    results["agent_vs_faust_forward"] = agent / float(results["faust_forward_events_per_s"])  # type: ignore[arg-type]
-    results["agent_vs_passthrough"] = agent / float(results["passthrough_events_per_s"])  # type: ignore[arg-type]
-    Path(args.out).write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
-    print_table(results)
-    print(f"(figures in {args.out}; worker logs in {workdir})")
-    print(
-        f"e2e_instances_per_s={results['e2e_instances_per_s']:.0f} "
-        f"agent_vs_faust_counter={results['agent_vs_faust_counter']:.2f} "
-        f"agent_vs_passthrough={results['agent_vs_passthrough']:.2f} "
-        f"p99_event_to_command_ms={results['p99_event_to_command_ms']:.0f}"
-    )
+    if "query" in only:
+        print(f"query ({args.query_small:,} then {args.query_large:,} instances) ...", flush=True)
+        timeout = max(args.timeout, args.query_large / 200)  # starts at >= 200/s
+        results.update(query.query(bootstrap, workdir, args.query_small, args.query_large, timeout))
+
+
+def ratios(results: dict) -> None:
+    if "reducer_agent_events_per_s" not in results:
+        return
+    agent = float(results["reducer_agent_events_per_s"])
+    for baseline in ("faust_counter", "faust_forward", "passthrough"):
+        results[f"agent_vs_{baseline}"] = agent / float(results[f"{baseline}_events_per_s"])
+
+
+SUMMARY = (
+    ("e2e_instances_per_s", "{:.0f}"),
+    ("agent_vs_faust_counter", "{:.2f}"),
+    ("agent_vs_passthrough", "{:.2f}"),
+    ("p99_event_to_command_ms", "{:.0f}"),
+)
+
+
+def summary_line(results: dict) -> str:
+    return " ".join(f"{key}={fmt.format(results[key])}" for key, fmt in SUMMARY if key in results)
 
 
 def machine() -> dict[str, object]:
@@ -120,12 +160,24 @@ ROWS = [
     ("burst_rss_peak_mb", "  worker RSS peak during, MB", "{:.0f}"),
     ("burst_rss_peak_vs_idle", "  peak / before", "{:.2f}"),
     ("burst_answered_while_watched", "  commands answered meanwhile", "{:,}"),
+    ("query_instances_small", "query: instances (small)", "{:,}"),
+    ("query_api_p50_ms_small", "  API GET snapshot p50, ms", "{:.2f}"),
+    ("query_api_p99_ms_small", "  API GET snapshot p99, ms", "{:.2f}"),
+    ("query_scan_p50_ms_small", "  topic-scan status p50, ms", "{:,.0f}"),
+    ("query_scan_p99_ms_small", "  topic-scan status p99, ms", "{:,.0f}"),
+    ("query_instances_large", "query: instances (large)", "{:,}"),
+    ("query_api_p50_ms_large", "  API GET snapshot p50, ms", "{:.2f}"),
+    ("query_api_p99_ms_large", "  API GET snapshot p99, ms", "{:.2f}"),
+    ("query_scan_p50_ms_large", "  topic-scan status p50, ms", "{:,.0f}"),
+    ("query_scan_p99_ms_large", "  topic-scan status p99, ms", "{:,.0f}"),
+    ("query_api_vs_scan_large", "  scan p50 / API p50 (large)", "{:,.0f}x"),
 ]
 
 
 def print_table(results: dict[str, object]) -> None:
     for key, label, fmt in ROWS:
-        print(f"{label:<42}{fmt.format(results[key]):>14}")
+        if key in results:
+            print(f"{label:<42}{fmt.format(results[key]):>14}")
 
 
 if __name__ == "__main__":
