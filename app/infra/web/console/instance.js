@@ -16,7 +16,8 @@ const REFRESH_MS = 3000;
 export async function renderInstance(main, workflow, id) {
   const parts = {
     header: h("div", {}), facts: h("div", {}), data: h("div", {}),
-    pending: h("div", {}), timers: h("div", {}), stamp: h("span", {class: "refreshed"}),
+    pending: h("div", {}), timers: h("div", {}), completed: h("div", {}),
+    stamp: h("span", {class: "refreshed"}),
   };
   const diagram = diagramView();
   const timeline = timelineView(workflow, id);
@@ -32,7 +33,9 @@ export async function renderInstance(main, workflow, id) {
     h("div", {class: "cols"},
       h("div", {}, panel("Journal", timeline.element)),
       h("div", {}, panel("Data", parts.data), panel("Pending dispatches", parts.pending),
-        panel("Armed timers", parts.timers), panel("Send an event", send.element))));
+        panel("Armed timers", parts.timers),
+        panel("Completed effects (compensated if it fails)", parts.completed),
+        panel("Send an event", send.element))));
   let seen = null;
   let busy = false;
   async function refresh() {
@@ -97,6 +100,14 @@ function showSnapshot(s, parts) {
   fill(parts.data, json(s.data ?? {}));
   fill(parts.pending, pendingTable(s.pending || []));
   fill(parts.timers, timerTable(s.timers || []));
+  fill(parts.completed, completedTable(s.completed_effects || []));
+}
+
+function completedTable(done) {
+  if (!done.length) return empty("None to compensate.");
+  return table(["Effect", "Compensation", "Queue", "Dispatch"], done.map((c) => [
+    code(c.name), code(c.compensate), c.queue || "default", h("span", {class: "mono"}, c.dispatch_id),
+  ]), "Completed effects");
 }
 
 function children(runs) {
