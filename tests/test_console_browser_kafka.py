@@ -121,6 +121,7 @@ def test_instance_page_highlights_the_current_states_and_lists_the_journal(
             page.goto(f"{api}/#/instances/{WORKFLOW}/{INSTANCE}")
             shown = _check_page(page, journal)
             _screenshot(page)
+            _check_other_views(page, api)
         finally:
             browser.close()
     assert problems == []
@@ -156,6 +157,16 @@ def _check_page(page: Any, journal: list[tuple[int, str]]) -> dict[str, Any]:
     facts = page.inner_text("#p-status + *")
     assert "active" in facts and "fulfilment.packing.picking" in facts
     return {"active": set(active)}
+
+
+def _check_other_views(page: Any, api: str) -> None:
+    """The list, the workflows and the dead letters answer from the same worker."""
+    page.goto(f"{api}/#/instances?workflow={WORKFLOW}&state=fulfilment")
+    page.wait_for_selector(f'a[href="#/instances/{WORKFLOW}/{INSTANCE}"]', timeout=10_000)
+    page.goto(f"{api}/#/workflows")
+    page.wait_for_selector('a[href*="state=fulfilment.packing.picking"]', timeout=10_000)
+    page.goto(f"{api}/#/deadletters")
+    page.wait_for_selector("text=No dead letters.", timeout=10_000)
 
 
 def _screenshot(page: Any) -> None:
