@@ -470,7 +470,8 @@ def _dev(args: argparse.Namespace) -> int:
         try:
             worker.wait_ready()
             print(
-                f"[3/4] worker ready (faust -A app.main worker), API on {worker.api_url}",
+                f"[3/4] worker ready (faust -A app.main worker), API and web console on "
+                f"{worker.api_url}/",
                 flush=True,
             )
             print("[4/4] running the example workflows:", flush=True)
@@ -482,6 +483,7 @@ def _dev(args: argparse.Namespace) -> int:
                 f"\nexport KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} "
                 f"OMNINODE_PROFILE=local OMNINODE_PARTITIONS=4 OMNINODE_API_URL={worker.api_url}\n"
                 "then try: omninode status order_fulfillment demo-1\n"
+                f"web console: {worker.api_url}/#/instances/order_fulfillment/demo-1\n"
                 "Ctrl-C stops the worker and the broker.",
                 flush=True,
             )
