@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -47,8 +48,9 @@ from app.infra.http_routing import (
     unavailable,
 )
 from app.infra.http_views import (
+    SCAN_CHUNK,
+    Newest,
     history_page,
-    list_page,
     local_counts,
     merge_pages,
     snapshot_body,
@@ -70,8 +72,8 @@ class TableRef:
     partitions: int
     table: Table | None = None
 
-    def items(self) -> list[tuple[bytes, bytes]]:
-        return list(self.table.items()) if self.table is not None else []
+    def items(self) -> Iterable[tuple[bytes, bytes]]:
+        return self.table.items() if self.table is not None else ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,15 +185,25 @@ class Api:
         if FORWARDED in request.headers:  # another worker's fan-out: this worker's page
             return await self.internal_instances(request)
         path = "/api/internal/instances?" + urlencode(query.to_query())
-        pages = await self._fan_out(self.tables.views, path, lambda: self._views_page(query))
+        pages = await self._fan_out(self.tables.views, path, partial(self._views_page, query))
         return _json(merge_pages(pages, query.limit))
 
     async def internal_instances(self, request: web.Request) -> web.Response:
-        return _json(self._views_page(inputs.list_query(request.query)))
+        return _json(await self._views_page(inputs.list_query(request.query)))
 
-    def _views_page(self, query: ListQuery) -> dict[str, Any]:
+    async def _views_page(self, query: ListQuery) -> dict[str, Any]:
+        """This worker's page, decoding its views a chunk at a time so that its agents,
+        which share the event loop, run between chunks."""
         served = self._served(self.tables.views)
-        return {**list_page(self.tables.views.items(), query), "partitions": served}
+        newest = Newest(query)
+        try:
+            for n, (_, stored) in enumerate(self.tables.views.items()):
+                newest.add(stored)
+                if n % SCAN_CHUNK == SCAN_CHUNK - 1:
+                    await asyncio.sleep(0)
+        except RuntimeError as exc:  # the partitions moved under the scan (a rebalance)
+            raise unavailable(f"the partitions moved during the scan ({exc}); retry") from exc
+        return {**newest.page(), "partitions": served}
 
     def _served(self, ref: TableRef) -> list[int]:
         placement = self.placement()
@@ -200,17 +212,17 @@ class Api:
         return list(local_partitions(placement, ref.topic)) if ref.table is not None else []
 
     async def _fan_out(
-        self, ref: TableRef, path: str, here: Callable[[], dict[str, Any]]
+        self, ref: TableRef, path: str, here: Callable[[], Awaitable[dict[str, Any]]]
     ) -> list[dict[str, Any]]:
         """Every worker's answer for its partitions of ``ref`` (this one's without HTTP);
         503 unless together they cover every partition."""
         placement = self.placement()
         targets = hosts(placement, ref.topic)
         asked = [url for url in targets if not same_worker(url, placement.self_url)]
-        answers = await asyncio.gather(*(self.forwarder.get_json(url, path) for url in asked))
-        pages: list[dict[str, Any]] = [*answers]
+        answers: list[Awaitable[Any]] = [self.forwarder.get_json(url, path) for url in asked]
         if len(asked) < len(targets):
-            pages.append(here())
+            answers.append(here())
+        pages: list[dict[str, Any]] = list(await asyncio.gather(*answers))
         served = [p for page in pages for p in page.get("partitions", ())]
         check_coverage(served, ref.partitions, ref.topic)
         return pages
@@ -225,9 +237,9 @@ class Api:
         return _json({"workflows": workflow_rows(self.registry, counts)})
 
     async def internal_counts(self, request: web.Request) -> web.Response:
-        return _json(self._counts_page())
+        return _json(await self._counts_page())
 
-    def _counts_page(self) -> dict[str, Any]:
+    async def _counts_page(self) -> dict[str, Any]:
         served = self._served(self.tables.counts)
         return {"counts": local_counts(self.tables.counts.items()), "partitions": served}
 

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import heapq
 import json
 from collections.abc import Callable, Coroutine, Iterable, Mapping, MutableMapping, Sequence
 from typing import Any
@@ -31,6 +32,7 @@ from projectors.state_counts import split_key
 
 JOURNAL_INDEX_TABLE = "journal-index"
 INDEX_SEPARATOR = b"\x00"
+SCAN_CHUNK = 1000  # views a list decodes between two yields to the event loop
 MAX_PAGE_BYTES = 1024 * 1024  # a history page stops growing here (one record at least)
 Table = Mapping[bytes, bytes]
 Handle = Callable[[bytes | None, bytes | None, Source], Coroutine[Any, Any, None]]
@@ -154,13 +156,40 @@ def _matches(row: Mapping[str, Any], query: ListQuery) -> bool:
     return True
 
 
+class Newest:
+    """The newest ``limit`` views matching a query after its cursor, kept in a heap of
+    ``limit`` rows while a worker's views stream by (memory bounded by the page)."""
+
+    def __init__(self, query: ListQuery) -> None:
+        self.query = query
+        self._heap: list[tuple[tuple[int, str], dict[str, Any]]] = []  # oldest on top
+        self._more = False
+
+    def add(self, stored: bytes) -> None:
+        row = view_row(stored)
+        query = self.query
+        if not _matches(row, query):
+            return
+        key = sort_key(row)
+        if query.after is not None and not key < query.after:
+            return
+        if len(self._heap) < query.limit:
+            heapq.heappush(self._heap, (key, row))
+            return
+        self._more = True  # one more than the page holds: a next page exists
+        if key > self._heap[0][0]:
+            heapq.heapreplace(self._heap, (key, row))
+
+    def page(self) -> dict[str, Any]:
+        return cut([row for _, row in self._heap], self.query.limit, self._more)
+
+
 def list_page(items: Iterable[tuple[bytes, bytes]], query: ListQuery) -> dict[str, Any]:
     """One worker's page: its views matching ``query``, newest first, after the cursor."""
-    rows = [row for _, stored in items if _matches(row := view_row(stored), query)]
-    if query.after is not None:
-        after = query.after
-        rows = [row for row in rows if sort_key(row) < after]
-    return cut(rows, query.limit, more=False)
+    newest = Newest(query)
+    for _, stored in items:
+        newest.add(stored)
+    return newest.page()
 
 
 def cut(rows: list[dict[str, Any]], limit: int, more: bool) -> dict[str, Any]:
