@@ -119,5 +119,6 @@ TABLES = (
     (TIMER_TABLE, "reducer", "armed timers by instance"),
     ("instance-views", "projector", "the instance read model, before it is published"),
     ("state-counts", "projector", "instances per state, before they are published"),
+    ("journal-index", "projector", "journal records by instance and seq (the API's history)"),
     ("processed-commands", "effects/computes", "answers of commands already run, by command id"),
 )
