@@ -43,6 +43,7 @@ PARTITIONS = load_manifest()[topics.EVENTS].partitions  # the product's default 
 BENCH_RSS = str(ROOT / "bench" / "rss")
 BENCH_HANDLERS = str(ROOT / "bench" / "rss" / "handlers.py")
 READY = "[^Worker]: Ready"
+SESSION_S = 11  # the local profile's group session (10 s), and a margin
 
 
 def deployment(bootstrap: str, name: str) -> Settings:
@@ -317,15 +318,19 @@ def _latencies(journal: list[Seen], commands: list[Seen], keys: set[str]) -> dic
     }
 
 
-def recovery(settings: Settings, workdir: Path, timeout_s: float) -> dict:
-    """Seconds for a fresh worker (no local state) to restore every snapshot from the
-    changelog, beside the start-up of a worker with nothing to restore."""
-    empty = deployment(settings.bootstrap_servers, "bempty")
+def recovery(bootstrap: str, workdir: Path, instances: int, timeout_s: float) -> dict:
+    """Seconds for a fresh worker (no local state) to restore ``instances`` snapshots from
+    the changelog, beside the start-up of a worker with nothing to restore. One worker
+    starts that many ``pinger`` instances first; each fresh worker starts once the group's
+    previous member has left (a join would otherwise wait out its session)."""
     env = {
         "OMNINODE_ROLES": "reducer",
         "OMNINODE_RSS_PATH": BENCH_RSS,
         "OMNINODE_HANDLERS": BENCH_HANDLERS,
     }
+    settings = deployment(bootstrap, "brec")
+    _fill(settings, workdir / "recovery-fill", env, instances, timeout_s)
+    empty = deployment(bootstrap, "bempty")
     baseline_s = _time_to_ready(empty, workdir / "empty", env, timeout_s)
     restore_s = _time_to_ready(settings, workdir / "restore", env, timeout_s)
     changelog = settings.changelog_topic(topics.SNAPSHOT_TABLE)
@@ -333,13 +338,39 @@ def recovery(settings: Settings, workdir: Path, timeout_s: float) -> dict:
     snapshots = {r.key for r in records}
     extra_s = max(restore_s - baseline_s, 1e-3)
     return {
-        **_bytes_per_event(settings, records),
         "recovery_snapshots": len(snapshots),
         "recovery_changelog_records": len(records),
         "recovery_ready_s": restore_s,
         "empty_ready_s": baseline_s,
         "recovery_snapshots_per_s": len(snapshots) / extra_s,
     }
+
+
+def _fill(settings: Settings, directory: Path, env: dict, instances: int, timeout_s: float) -> None:
+    events = settings.topic(topics.EVENTS)
+    run(
+        fast_produce(
+            settings.bootstrap_servers,
+            [(events, k, v) for k, v in ping_inputs(instances, instances)],
+        )
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    worker = WorkerProcess(settings, directory / "data", directory / "worker.log", env).start()
+    try:
+        journal = settings.topic(topics.JOURNAL)
+        seen = run(collect(settings.bootstrap_servers, [journal], instances, timeout_s))
+        if len(seen) < instances:
+            raise RuntimeError(f"recovery: {len(seen)} of {instances} instances started")
+    finally:
+        worker.stop()
+    time.sleep(SESSION_S)
+
+
+def snapshot_bytes(settings: Settings) -> dict:
+    """The e2e run's snapshot changelog beside its journal, per applied event."""
+    changelog = settings.changelog_topic(topics.SNAPSHOT_TABLE)
+    records = run(collect(settings.bootstrap_servers, [changelog], 10**9, 5.0))
+    return _bytes_per_event(settings, records)
 
 
 def _bytes_per_event(settings: Settings, changelog: list[Seen]) -> dict:
@@ -366,6 +397,7 @@ def _time_to_ready(settings: Settings, directory: Path, env: dict, timeout_s: fl
         return time.monotonic() - began
     finally:
         worker.stop()
+        time.sleep(SESSION_S)
 
 
 def burst(bootstrap: str, workdir: Path, commands: int, watch_s: float) -> dict:
