@@ -6,7 +6,11 @@ their unconfirmed outputs, armed timers, commits) and the :class:`~app.spi.ports
 app's RocksDB tables and ``KafkaStepOutbox`` over its producer. The steps below are marked
 ``# 1.`` to ``# 7.`` in the code.
 
-Commit ordering, for one inbound record (an event or a worker's result):
+Commit ordering, for one inbound record (an event or a worker's result). Records come in
+batches (``agent_loop.batch_loop``, ``OMNINODE_REDUCER_BATCH``): steps 1 to 6 run for each
+record of a batch in order, but the table writes of steps 4 and 6 go to a write-behind
+buffer (``BatchTable``) that the next records of the batch read through; step 7 is per
+batch:
 
 1. Check the record against the limits (key and value size) and its partition against
    its key (murmur2, Kafka's default partitioner: the instance's snapshot lives on that
@@ -46,19 +50,22 @@ Commit ordering, for one inbound record (an event or a worker's result):
    (``outbox.send_output``). Sends are buffered by the producer, never awaited one by one.
 6. Write the instance's armed timers to the timer table when they changed
    (``store.save_timers``; the row is deleted when none are left).
-7. Return, which acks the record. Faust commits on its commit interval: it first flushes
-   the producer (changelog, journal, commands, timers and dead letters are all acknowledged
-   by the broker; ``faust_transport`` makes that flush a true barrier), then commits the
-   consumer offsets, then stores the table offsets in RocksDB. Stored outputs whose source
-   offset is below the committed offset are dropped at the instance's next write; an
-   unconfirmed output is never dropped.
+7. After the batch's last record, write each instance's buffered value and timers once (one
+   RocksDB write and one changelog record per instance per batch, on the instance's
+   partition), then ack every record of the batch. Faust commits on its commit interval: it
+   first flushes the producer (changelog, journal, commands, timers and dead letters are all
+   acknowledged by the broker; ``faust_transport`` makes that flush a true barrier), then
+   commits the consumer offsets, then stores the table offsets in RocksDB. Stored outputs
+   whose source offset is below the committed offset are dropped at the instance's next
+   write; an unconfirmed output is never dropped.
 
-A crash anywhere before step 7 commits redelivers the record. If the value of step 4 was
-lost too, the event is applied again from the previous snapshot and gives the same seq,
-the same journal record and the same command ids (the reducer is deterministic). If it
-survived, step 3 re-sends what step 5 and 6 may have lost. Downstream de-duplicates by
-``(instance, seq)`` and by command id. An exception anywhere is caught by the agent loop
-(faust_app), which dead-letters the record at stage ``internal`` and goes on.
+A crash anywhere before step 7 commits redelivers the record (every record of its batch:
+none is acked before the batch's writes; if those writes fail, the process exits unacked).
+If the value of step 4 was lost too, the event is applied again from the previous snapshot
+and gives the same seq, the same journal record and the same command ids (the reducer is
+deterministic). If it survived, step 3 re-sends what step 5 and 6 may have lost. Downstream
+de-duplicates by ``(instance, seq)`` and by command id. An exception anywhere is caught by
+the agent loop (agent_loop), which dead-letters the record at stage ``internal`` and goes on.
 """
 
 from __future__ import annotations
@@ -206,7 +213,7 @@ class Reducer:
         if before is None or before.timers != after.timers:
             self.store.save_timers(instance, after)
         self.stats.applied += 1
-        # 7. Returning acks the record.
+        # 7. The batch loop writes the buffered tables, then acks the batch.
 
     def _observe(self, event: Event, result: StepResult, seconds: float) -> None:
         metrics = self.metrics

@@ -17,6 +17,8 @@
 | OMNINODE_API_URL | the worker API ``omninode status``/``history`` ask first | local port |
 | OMNINODE_QUEUES | task queues this worker serves, comma-separated | its handlers' |
 | SCHEMA_REGISTRY_URL | a Confluent-compatible schema registry: write its ids | off (hash ids) |
+| OMNINODE_REDUCER_BATCH | records per reducer batch (tables written once per key) | 500 |
+| OMNINODE_REDUCER_BATCH_WAIT_MS | longest a batch waits for more records | 5 |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
 | OMNINODE_PROCESSING_GUARANTEE | at_least_once or exactly_once (transactions) | at_least_once |
 | OMNINODE_MAX_* | input limits (``app.spi.limits``, docs/runtime.md#limits) | see there |
@@ -78,6 +80,8 @@ class Settings:
     api_url: str | None = None  # None: http://127.0.0.1:<web_port>
     api_token: str | None = None
     worker_concurrency: int = 8
+    reducer_batch: int = 500
+    reducer_batch_wait_ms: int = 5
     # None: the queues of the handlers this worker registered (app.infra.queues).
     queues: frozenset[str] | None = None
     schema_registry_url: str | None = None
@@ -122,6 +126,8 @@ class Settings:
             app_id=env.get("OMNINODE_APP_ID", "omninode"),
             **_web_settings(env),
             worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
+            reducer_batch=_bounded(env, "OMNINODE_REDUCER_BATCH", 500, 1, 10_000),
+            reducer_batch_wait_ms=_bounded(env, "OMNINODE_REDUCER_BATCH_WAIT_MS", 5, 0, 1_000),
             queues=queues,
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL", "").strip() or None,
             processing_guarantee=guarantee,
@@ -247,3 +253,12 @@ def _int(env: Mapping[str, str], name: str) -> int | None:
         return int(raw)
     except ValueError as exc:
         raise SettingsError(f"{name} must be an integer, not {raw!r}") from exc
+
+
+def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    value = _int(env, name)
+    if value is None:
+        return default
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+    return value

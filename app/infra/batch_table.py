@@ -1,0 +1,111 @@
+"""Write-behind for a Faust table while the reducer handles a batch of records.
+
+Within a batch, writes go to a buffer (the last value of each key wins, a delete is a
+``None``) and reads see the buffer first, so the per-record code reads its own writes.
+:meth:`BatchTable.flush` then writes each touched key once: one RocksDB write and one
+changelog record per instance per batch, however many of its records the batch held.
+
+Faust's table picks the RocksDB partition and the changelog partition of a write (and the
+partition read from) from "the current event", a context variable its streams set per
+record. In a batch that is not the record being handled, so :func:`handling` sets it to
+each record in turn, and :meth:`flush` writes each key with the record that last wrote it
+current: every record of an instance lives on its key's partition (the reducer
+dead-letters any other), so that is the key's partition. ``faust.streams._current_event``
+is Faust's own variable; a test on the broker checks the partitions (test_batch_kafka).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
+from typing import Any
+
+from faust.streams import _current_event
+from faust.types import EventT
+
+_DELETED = object()
+
+
+@contextmanager
+def handling(event: EventT[Any]) -> Iterator[None]:
+    """Make ``event`` Faust's current event (table reads and writes use its partition)."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class BatchTable(MutableMapping[bytes, bytes]):
+    """A table's view during a batch: buffered writes, reads through the buffer."""
+
+    def __init__(self, table: Any) -> None:
+        self.table = table
+        self._pending: dict[bytes, tuple[object, EventT[Any] | None]] = {}
+        self.flushed_keys = 0  # keys written by the last flush (figures for the bench)
+
+    def __getitem__(self, key: bytes) -> bytes:
+        pending = self._pending.get(key)
+        if pending is None:
+            value: bytes = self.table[key]
+            return value
+        if pending[0] is _DELETED:
+            raise KeyError(key)
+        return pending[0]  # type: ignore[return-value]
+
+    def get(self, key: bytes, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        pending = self._pending.get(key) if isinstance(key, bytes) else None
+        if pending is None:
+            return key in self.table
+        return pending[0] is not _DELETED
+
+    def __setitem__(self, key: bytes, value: bytes) -> None:
+        self._pending[key] = (value, _event())
+
+    def __delitem__(self, key: bytes) -> None:
+        self._pending[key] = (_DELETED, _event())
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(dict(self.items()))
+
+    def __len__(self) -> int:
+        return len(dict(self.items()))
+
+    def items(self) -> Any:
+        """The table's items with the buffer applied (the timer scan reads these)."""
+        merged = dict(self.table.items())
+        for key, (value, _) in self._pending.items():
+            if value is _DELETED:
+                merged.pop(key, None)
+            else:
+                merged[key] = value
+        return merged.items()
+
+    def flush(self) -> None:
+        """Write each buffered key once, with the event that last wrote it current."""
+        pending, self._pending = self._pending, {}
+        for key, (value, event) in pending.items():
+            with handling(event) if event is not None else _nothing():
+                if value is _DELETED:
+                    if key in self.table:
+                        del self.table[key]
+                else:
+                    self.table[key] = value
+        self.flushed_keys = len(pending)
+
+
+def _event() -> EventT[Any] | None:
+    ref = _current_event.get(None)
+    return ref() if ref is not None else None
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
