@@ -107,10 +107,26 @@ def test_a_worker_app_consumes_the_queues_it_serves() -> None:
     handlers = registry(("effect", "charge"), ("effect", "refund"))
     settings = Settings(app_id="shop", roles=frozenset({"reducer", "effects"}))
     app = build_app(settings, charts, handlers)
-    agent = app.agents["omninode.commands"]
+    agent = app.agents["omninode.commands.payments"]  # one agent per served queue
     assert set(agent.channel.topics) == {"shop.commands.payments"}  # type: ignore[attr-defined]
+    assert not any(
+        name.startswith("omninode.commands.") for name in app.agents if "default" in name
+    )
     reducer_only = build_app(
         Settings(app_id="other", roles=frozenset({"reducer"})), charts, handlers
     )
-    assert "omninode.commands" not in reducer_only.agents
+    assert not any(name.startswith("omninode.commands") for name in reducer_only.agents)
     assert "omninode.reducer" in reducer_only.agents
+
+
+def test_queue_concurrency_is_read_per_queue_and_bounded() -> None:
+    settings = Settings.from_env({"OMNINODE_QUEUE_CONCURRENCY": "payments=4, ml=1"})
+    assert settings.queue_concurrency == {"payments": 4, "ml": 1}
+    charts = ChartRegistry([QUEUED])
+    handlers = registry(("effect", "charge"), ("compute", "score"))
+    app = build_app(Settings(queue_concurrency={"payments": 4}), charts, handlers)
+    assert app.agents["omninode.commands.payments"].concurrency == 4
+    assert app.agents["omninode.commands.ml"].concurrency == 8  # the worker's default
+    for bad in ("payments", "payments=0", "payments=257", "Pay=2", "payments=x"):
+        with pytest.raises(SettingsError, match="OMNINODE_QUEUE_CONCURRENCY"):
+            Settings.from_env({"OMNINODE_QUEUE_CONCURRENCY": bad})

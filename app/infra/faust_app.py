@@ -36,6 +36,7 @@ from app.infra.settings import Settings
 from app.infra.timer_service import TimerService
 from app.infra.topics import TopicSpec
 from app.infra.worker_agent import CommandRunner
+from app.spi.envelopes import DispatchKind
 from app.spi.limits import Limits
 
 log = logging.getLogger("omninode")
@@ -139,17 +140,7 @@ def build_app(
     kinds = served_kinds(settings)
     queues = served_queues(settings, registry, handlers, kinds)
     if queues:
-        processed = _table(app, "processed-commands", partitions, ttl=PROCESSED_TTL_S)
-        runner = CommandRunner(
-            handlers,
-            outbox,
-            processed,
-            limits=settings.limits,
-            concurrency=settings.worker_concurrency,
-            kinds=kinds,
-        )
-        names = tuple(topics.command_topic(q) for q in queues)
-        _consume(app, outbox, names, "commands", settings.worker_concurrency, runner.handle)
+        _command_agents(app, outbox, settings, handlers, kinds, queues, partitions)
     if "projector" in settings.roles:
         gauges.counts = _projector_agents(app, outbox, partitions)
     use_collector(gauges.collector(app))
@@ -183,6 +174,33 @@ class _Gauges:
             timers=(lambda: timers.armed) if timers is not None else None,
             lag=lag,
         )
+
+
+def _command_agents(
+    app: faust.App,
+    outbox: FaustOutbox,
+    settings: Settings,
+    handlers: HandlerRegistry,
+    kinds: frozenset[DispatchKind],
+    queues: Sequence[str],
+    partitions: int,
+) -> None:
+    """One agent per served task queue, running at most its concurrency of commands at
+    once (``OMNINODE_QUEUE_CONCURRENCY``, else ``OMNINODE_WORKER_CONCURRENCY``); the
+    answers kept by command id are one table for all of them."""
+    processed = _table(app, "processed-commands", partitions, ttl=PROCESSED_TTL_S)
+    for queue in queues:
+        concurrency = settings.queue_concurrency.get(queue, settings.worker_concurrency)
+        runner = CommandRunner(
+            handlers,
+            outbox,
+            processed,
+            limits=settings.limits,
+            concurrency=concurrency,
+            kinds=kinds,
+        )
+        topic = topics.command_topic(queue)
+        _consume(app, outbox, topic, f"commands.{queue}", concurrency, runner.handle)
 
 
 def _declare_command_topics(

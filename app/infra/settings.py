@@ -19,6 +19,7 @@
 | SCHEMA_REGISTRY_URL | a Confluent-compatible schema registry: write its ids | off (hash ids) |
 | OMNINODE_REDUCER_BATCH | records per reducer batch (tables written once per key) | 500 |
 | OMNINODE_REDUCER_BATCH_WAIT_MS | longest a batch waits for more records | 5 |
+| OMNINODE_QUEUE_CONCURRENCY | per task queue, `queue=N,...` (1 to 256) | the worker's |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
 | OMNINODE_PROCESSING_GUARANTEE | at_least_once or exactly_once (transactions) | at_least_once |
 | OMNINODE_MAX_* | input limits (``app.spi.limits``, docs/runtime.md#limits) | see there |
@@ -33,7 +34,7 @@ import os
 import re
 import socket
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from aiokafka.helpers import create_ssl_context
@@ -81,6 +82,7 @@ class Settings:
     api_token: str | None = None
     worker_concurrency: int = 8
     reducer_batch: int = 500
+    queue_concurrency: Mapping[str, int] = field(default_factory=dict)
     reducer_batch_wait_ms: int = 5
     # None: the queues of the handlers this worker registered (app.infra.queues).
     queues: frozenset[str] | None = None
@@ -126,6 +128,7 @@ class Settings:
             app_id=env.get("OMNINODE_APP_ID", "omninode"),
             **_web_settings(env),
             worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
+            queue_concurrency=_queue_concurrency(env.get("OMNINODE_QUEUE_CONCURRENCY", "")),
             reducer_batch=_bounded(env, "OMNINODE_REDUCER_BATCH", 500, 1, 10_000),
             reducer_batch_wait_ms=_bounded(env, "OMNINODE_REDUCER_BATCH_WAIT_MS", 5, 0, 1_000),
             queues=queues,
@@ -262,3 +265,25 @@ def _bounded(env: Mapping[str, str], name: str, default: int, low: int, high: in
     if not low <= value <= high:
         raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
     return value
+
+
+MAX_CONCURRENCY = 256
+
+
+def _queue_concurrency(raw: str) -> dict[str, int]:
+    """``payments=4,default=16`` -> {"payments": 4, "default": 16}."""
+    found: dict[str, int] = {}
+    for part in _split(raw, ","):
+        queue, equals, number = part.partition("=")
+        queue = queue.strip()
+        if not equals or not re.match(QUEUE_PATTERN, queue) or not number.strip().isdigit():
+            raise SettingsError(
+                f"OMNINODE_QUEUE_CONCURRENCY: {part!r} is not queue=N (a queue name, a number)"
+            )
+        value = int(number)
+        if not 1 <= value <= MAX_CONCURRENCY:
+            raise SettingsError(
+                f"OMNINODE_QUEUE_CONCURRENCY: {queue} must be 1 to {MAX_CONCURRENCY}, not {value}"
+            )
+        found[queue] = value
+    return found
