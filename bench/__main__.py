@@ -143,6 +143,7 @@ ROWS = [
     ("reducer_vs_sismic", "  vs sismic (same chart)", "{:.2f}x"),
     ("reducer_vs_python_statemachine", "  vs python-statemachine", "{:.2f}x"),
     ("reducer_agent_events_per_s", "reducer agent, events/s", "{:,.0f}"),
+    ("reducer_agent_unbatched_events_per_s", "  (one record at a time), events/s", "{:,.0f}"),
     ("faust_counter_events_per_s", "naive Faust counter, events/s", "{:,.0f}"),
     ("faust_forward_events_per_s", "Faust forward (no table), events/s", "{:,.0f}"),
     ("passthrough_events_per_s", "aiokafka passthrough, events/s", "{:,.0f}"),

@@ -84,20 +84,30 @@ def agent_vs_baselines(bootstrap: str, workdir: Path, events: int, timeout_s: fl
     """events/s of the reducer agent, a naive Faust counter, a Faust agent that only
     forwards each event, and an aiokafka passthrough."""
     inputs = ping_inputs(max(1, events // 50), events)
+    unbatched = {"OMNINODE_REDUCER_BATCH": "1"}
     return {
         "reducer_agent_events_per_s": _our_agent(bootstrap, workdir, inputs, timeout_s),
+        "reducer_agent_unbatched_events_per_s": _our_agent(
+            bootstrap, workdir, inputs, timeout_s, unbatched
+        ),
         "faust_counter_events_per_s": _faust_counter(bootstrap, workdir, inputs, timeout_s),
         "faust_forward_events_per_s": _faust_forward(bootstrap, workdir, inputs, timeout_s),
         "passthrough_events_per_s": _passthrough(bootstrap, workdir, inputs, timeout_s),
     }
 
 
-def _our_agent(bootstrap: str, workdir: Path, inputs: list, timeout_s: float) -> float:
+def _our_agent(
+    bootstrap: str, workdir: Path, inputs: list, timeout_s: float, env: dict | None = None
+) -> float:
     settings = deployment(bootstrap, "bagent")
     events = settings.topic(topics.EVENTS)
     run(fast_produce(bootstrap, [(events, k, v) for k, v in inputs]))
+    name = settings.app_id
     worker = WorkerProcess(
-        settings, workdir / "agent-data", workdir / "agent.log", {"OMNINODE_ROLES": "reducer"}
+        settings,
+        workdir / f"{name}-data",
+        workdir / f"{name}.log",
+        {"OMNINODE_ROLES": "reducer", **(env or {})},
     ).start()
     try:
         seen = run(collect(bootstrap, [settings.topic(topics.JOURNAL)], len(inputs), timeout_s))
