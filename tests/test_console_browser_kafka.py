@@ -44,7 +44,8 @@ def chromium() -> str | None:
 
 def call(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)
+    headers = {"Content-Type": "application/json"} if method == "POST" else {}
+    request = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=10) as answer:
             status, raw = answer.status, answer.read()
@@ -122,6 +123,7 @@ def test_instance_page_highlights_the_current_states_and_lists_the_journal(
             shown = _check_page(page, journal)
             _screenshot(page)
             _check_other_views(page, api)
+            _send_from_the_page(page, api, len(journal))
         finally:
             browser.close()
     assert problems == []
@@ -167,6 +169,39 @@ def _check_other_views(page: Any, api: str) -> None:
     page.wait_for_selector('a[href*="state=fulfilment.packing.picking"]', timeout=10_000)
     page.goto(f"{api}/#/deadletters")
     page.wait_for_selector("text=No dead letters.", timeout=10_000)
+
+
+def _send_from_the_page(page: Any, api: str, records: int) -> None:
+    """The page's POSTs pass the API's checks against other sites (their Origin is the
+    page's, their Content-Type JSON): an undeclared type is the API's 400, shown; a PAY
+    (which the paid order ignores) submitted twice at once is sent once, with one
+    Idempotency-Key as its event id, and the button is back once the answer is in."""
+    page.goto(f"{api}/#/instances/{WORKFLOW}/{INSTANCE}")
+    form = page.locator('form[aria-label="Send an event"]')
+    form.locator('input[name="type"]').fill("NOT_DECLARED")
+    form.locator('button[type="submit"]').click()
+    page.wait_for_selector("text=declares its events", timeout=10_000)
+    form.locator('input[name="type"]').fill("PAY")
+    form.locator('textarea[name="payload"]').fill('{"amount": 1}')
+    form.evaluate("f => { f.requestSubmit(); f.requestSubmit(); }")  # a double submit
+    page.wait_for_selector("text=202 Accepted: PAY is on its way.", timeout=10_000)
+    assert form.locator('button[type="submit"]').is_enabled()
+    history_url = f"{api}/api/instances/{WORKFLOW}/{INSTANCE}/history?from_seq={records + 1}"
+
+    def added() -> list[dict[str, Any]] | None:
+        status, body = call(history_url)
+        return body["records"] if status == 200 and body["records"] else None
+
+    new = until(added)
+    assert new, call(history_url)
+    time.sleep(1.0)  # a second event, were one sent, would be journaled by now
+    _, body = call(history_url)
+    (record,) = body["records"]
+    assert record["event"]["type"] == "PAY"
+    assert re.fullmatch(
+        r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+        record["event"]["event_id"],
+    )
 
 
 def _screenshot(page: Any) -> None:

@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -37,8 +38,12 @@ Reply = tuple[int, Any, dict[str, str]]
 def call(
     url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
 ) -> Reply:
+    """One request; a POST says Content-Type: application/json unless ``headers`` name
+    another (urllib's default, a form, is refused with 415)."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    sent = {"Content-Type": "application/json"} if method == "POST" else {}
+    sent.update(headers or {})
+    request = urllib.request.Request(url, data=data, method=method, headers=sent)
     try:
         with urllib.request.urlopen(request, timeout=15) as answer:
             status, raw, got = answer.status, answer.read(), answer.headers
@@ -83,6 +88,7 @@ def test_every_endpoint_through_either_worker(deployment: Deployment) -> None:
 
     # Writes: 401 without the token, 400 and 404 with nothing produced, then 202s.
     assert call(urls[0] + f"{base}/o-0", "POST", _start("o-0"))[0] == 401
+    _browser_checks(urls[1], f"{base}/o-0")
     assert call(urls[1] + f"{base}/o-0", "POST", b"{not json", AUTH)[0] == 400
     assert call(urls[1] + f"{base}/o-0", "POST", {"total": 1}, AUTH)[0] == 400  # no order_id
     assert call(urls[0] + "/api/instances/nope/o-0", "POST", {}, AUTH)[0] == 404
@@ -180,10 +186,35 @@ def _dead_letters(deployment: Deployment, urls: list[str]) -> None:
         "deadletters"
     ] == [letter]
     shown = call(urls[1] + f"/api/deadletters/{letter['id']}")[1]
-    assert shown["record"]["event_id"] == "ghost:pay"
+    assert shown["record"]["event_id"] == "ghost:pay" and shown["value"]
+    partition, offset = letter["id"].split(":")
+    for absent in (f"{partition}:{int(offset) + 1000}", "999:0", "x"):
+        assert call(urls[0] + f"/api/deadletters/{absent}")[0] == 404, absent
+    with ThreadPoolExecutor(4) as pool:  # at once: they share one read of the topic
+        pages = list(pool.map(lambda _: call(urls[0] + "/api/deadletters"), range(4)))
+    assert all(page[:2] == (200, pages[0][1]) for page in pages)
     assert call(urls[1] + f"/api/deadletters/{letter['id']}/replay", "POST")[0] == 401
-    assert call(urls[1] + f"/api/deadletters/{letter['id']}/replay", "POST", None, AUTH)[0] == 202
+    replay = urls[1] + f"/api/deadletters/{letter['id']}/replay"
+    assert call(replay, "POST", None, {**AUTH, "Content-Type": "text/plain"})[0] == 415
+    assert call(replay, "POST", None, AUTH)[0] == 202  # the header alone, no body
     assert until(lambda: len(listed()) == 2)  # replayed, refused again
+
+
+def _browser_checks(url: str, path: str) -> None:
+    """A worker refuses what a page elsewhere could make a browser send, nothing produced."""
+    port = url.rsplit(":", 1)[1]
+    assert call(url + path, headers={"Host": f"evil.example:{port}"})[0] == 421
+    form = {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}
+    assert call(url + path, "POST", b"order_id=o-0", form)[0] == 415
+    crossed = {**AUTH, "Sec-Fetch-Site": "cross-site", "Origin": "http://evil.example"}
+    assert call(url + path, "POST", _start("o-0"), crossed)[0] == 403
+    assert call(url + path, "POST", _start("o-0"), {**AUTH, "Origin": "null"})[0] == 403
+    preflight = {"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    assert "Access-Control-Allow-Origin" not in call(url + path, "OPTIONS", None, preflight)[2]
+    status, _, headers = call(url + "/")
+    assert status == 200 and "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+    assert call(url + path)[0] == 404  # nothing was produced
 
 
 def _operations(urls: list[str]) -> None:

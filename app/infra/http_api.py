@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 
 from app.core.router import ChartRegistry
 from app.core.snapshot import Snapshot
@@ -29,11 +31,11 @@ from app.infra.http_commands import (
     Produce,
     accept,
     letter_detail,
-    letter_page,
     make_event,
     reserved_problem,
 )
 from app.infra.http_inputs import ListQuery, bad_request, not_found
+from app.infra.http_letters import Letters, SingleFlight, parse_id
 from app.infra.http_routing import (
     FORWARDED,
     PARTITION,
@@ -57,10 +59,15 @@ from app.infra.http_views import (
     workflow_rows,
 )
 from app.infra.instance_store import decode_stored
+from app.infra.kafka_client import KafkaUnavailable
 from app.spi.envelopes import START, instance_key
 from app.spi.limits import Limits
 
 Table = Mapping[bytes, bytes]
+T = TypeVar("T")
+log = logging.getLogger("omninode.http")
+# What a broker that cannot be reached (or is too slow) raises: a 503, not a bug's 500.
+KAFKA_FAILURES = (KafkaUnavailable, KafkaError, TimeoutError, ConnectionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,8 +99,8 @@ class Api:
     placement: Callable[[], Placement]
     forwarder: Forwarder
     produce: Produce
-    read_letters: Callable[[], Awaitable[list[dict[str, Any]]]]
-    replay_letters: Callable[[list[dict[str, Any]]], Awaitable[None]]
+    letters: Letters
+    _letter_reads: SingleFlight = field(default_factory=SingleFlight, init=False)
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -175,8 +182,14 @@ class Api:
         raw = _table(self.tables.snapshots).get(key.encode())
         snapshot: Snapshot | None = decode_stored(raw).snapshot if raw is not None else None
         event = make_event(workflow, instance, event_type, payload, event_id, version)
-        status, answer = await accept(self.registry, self.limits, snapshot, event, self.produce)
+        status, answer = await accept(self.registry, self.limits, snapshot, event, self._produce)
         return _json(answer, status=status)
+
+    async def _produce(self, key: bytes, value: bytes) -> int:
+        """The producer's partition; a broker that does not acknowledge in time is a 503
+        (the event may still arrive: a retry with the same Idempotency-Key is safe)."""
+        doing = "producing the event (it may still be applied: retry with the same Idempotency-Key)"
+        return await _kafka(self.produce(key, value), doing)
 
     # --- lists: every worker's page, merged ---------------------------------------------
 
@@ -194,6 +207,7 @@ class Api:
     async def _views_page(self, query: ListQuery) -> dict[str, Any]:
         """This worker's page, decoding its views a chunk at a time so that its agents,
         which share the event loop, run between chunks."""
+        before = self.placement()
         served = self._served(self.tables.views)
         newest = Newest(query)
         try:
@@ -201,7 +215,10 @@ class Api:
                 newest.add(stored)
                 if n % SCAN_CHUNK == SCAN_CHUNK - 1:
                     await asyncio.sleep(0)
-        except RuntimeError as exc:  # the partitions moved under the scan (a rebalance)
+        except RuntimeError as exc:
+            after = self.placement()
+            if (after.actives, after.ready) == (before.actives, before.ready):
+                raise  # not a rebalance: a bug, answered 500 with the traceback logged
             raise unavailable(f"the partitions moved during the scan ({exc}); retry") from exc
         return {**newest.page(), "partitions": served}
 
@@ -246,12 +263,20 @@ class Api:
     # --- dead letters -------------------------------------------------------------------
 
     async def list_letters(self, request: web.Request) -> web.Response:
+        """A read of the whole dead-letter topic, one at a time on this worker; requests
+        for the same page while it runs share it (``http_letters``)."""
         stage, query = inputs.letters_query(request.query)
-        return _json(letter_page(await self.read_letters(), stage, query))
+        read = partial(self.letters.page, stage, query)
+        page = await _kafka(self._letter_reads.run((stage, query), read), "reading dead letters")
+        return _json(page)
 
     async def _letter(self, request: web.Request) -> dict[str, Any]:
+        """The one record at the id's ``partition:offset`` (one fetch)."""
         wanted = request.match_info["id"]
-        letter = next((d for d in await self.read_letters() if d["id"] == wanted), None)
+        place = parse_id(wanted)
+        letter = None
+        if place is not None:
+            letter = await _kafka(self.letters.one(*place), "reading the dead letter")
         if letter is None:
             raise not_found(f"no dead letter {wanted[:40]!r} (ids are partition:offset)")
         return letter
@@ -262,7 +287,7 @@ class Api:
     async def replay_letter(self, request: web.Request) -> web.Response:
         letter = await self._letter(request)
         try:
-            await self.replay_letters([letter])
+            await _kafka(self.letters.replay(letter), "replaying the dead letter")
         except ValueError as exc:  # unreadable, or only a prefix of the original kept
             raise bad_request(str(exc)) from exc
         return _json({"replayed": letter["id"], "topic": letter["source_topic"]}, status=202)
@@ -279,4 +304,16 @@ def _json(value: Any, status: int = 200, headers: Mapping[str, str] | None = Non
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    """ASCII JSON: whatever a table holds (a lone surrogate of an older record included)
+    encodes, so no stored value can make a GET fail."""
+    return json.dumps(value, ensure_ascii=True, allow_nan=False)
+
+
+async def _kafka(call: Awaitable[T], doing: str) -> T:
+    """``call``'s result; a broker failure or timeout is a 503 with ``Retry-After``."""
+    try:
+        return await call
+    except KAFKA_FAILURES as exc:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        log.warning("omninode api: Kafka failed %s: %s", doing, reason)
+        raise unavailable(f"Kafka failed {doing} ({reason[:300]}); retry shortly") from exc

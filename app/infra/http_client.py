@@ -4,8 +4,10 @@ A worker answers from its tables (or asks the one that holds the instance), so a
 costs the same however much the deployment has run. When no worker answers at
 ``OMNINODE_API_URL`` (default the local worker port), or the one that answers serves
 another deployment (``X-OmniNode-App`` is not ``OMNINODE_APP_ID``), or it cannot give the
-whole journal (records journaled before the journal index existed), :class:`ApiUnavailable`
-says why and the CLI reads the topics as before.
+whole journal (records journaled before the journal index existed, an index that has not
+caught up with the snapshot, or none at all yet), :class:`ApiUnavailable` says why and the
+CLI reads the topics as before. Only GETs, with no ``Origin``: the API's checks against
+browsers (``http_guard``) let them through.
 """
 
 from __future__ import annotations
@@ -19,12 +21,11 @@ from typing import Any
 from urllib.parse import quote
 
 from app.infra.http_inputs import HISTORY_LIMIT_MAX
-from app.infra.http_routing import PARTITION, SERVED_BY
-from app.infra.http_server import APP_HEADER
+from app.infra.http_routing import APP_HEADER, PARTITION, SERVED_BY
 from app.infra.settings import Settings
 
 TIMEOUT_S = 5.0
-MAX_ANSWER_BYTES = 64 * 1024 * 1024
+MAX_ANSWER_BYTES = 64 * 1024 * 1024  # an answer longer than this is not read further
 
 
 class ApiUnavailable(Exception):
@@ -67,9 +68,10 @@ def get(settings: Settings, path: str) -> Answer:
     started = time.perf_counter()
     try:
         with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
-            status, headers, raw = response.status, response.headers, response.read()
+            status, headers = response.status, response.headers
+            raw = response.read(MAX_ANSWER_BYTES + 1)
     except urllib.error.HTTPError as exc:
-        status, headers, raw = exc.code, exc.headers, exc.read()
+        status, headers, raw = exc.code, exc.headers, exc.read(MAX_ANSWER_BYTES + 1)
     except (OSError, ValueError) as exc:  # refused, timed out, not an http URL
         refused = isinstance(getattr(exc, "reason", exc), ConnectionRefusedError)
         usual = refused and settings.api_url is None
@@ -96,8 +98,14 @@ def snapshot(settings: Settings, workflow: str, instance_id: str) -> Answer:
 
 
 def history(settings: Settings, workflow: str, instance_id: str) -> tuple[list[Any], Answer]:
-    """Every journal row of the instance (empty: no journal), page by page, and the
-    last page's answer; ApiUnavailable when a page lacks records (``missing``)."""
+    """Every journal row of the instance, page by page, and the last page's answer.
+
+    ApiUnavailable (the CLI then reads the journal topic) when the API cannot answer for
+    the whole journal: a 404 (the projector's journal index may not have the instance
+    yet, while the topic has it), a page that lacks records (``missing``), or a journal
+    that ends before the snapshot's seq (asked first: the index lags the reducer)."""
+    state = get(settings, _path(workflow, instance_id))
+    known = state.body.get("seq") if state.status == 200 else None
     rows: list[Any] = []
     first: int | None = 1
     answer: Answer | None = None
@@ -105,7 +113,7 @@ def history(settings: Settings, workflow: str, instance_id: str) -> tuple[list[A
         path = f"{_path(workflow, instance_id)}/history?from_seq={first}&limit={HISTORY_LIMIT_MAX}"
         answer = get(settings, path)
         if answer.status == 404:
-            return [], answer
+            raise ApiUnavailable(f"the API has no journal of {workflow}:{instance_id} (yet)")
         if answer.body.get("missing"):
             raise ApiUnavailable(
                 f"the journal index lacks seqs {answer.body['missing'][:10]} of this "
@@ -114,4 +122,10 @@ def history(settings: Settings, workflow: str, instance_id: str) -> tuple[list[A
         rows += answer.body["records"]
         first = answer.body.get("next_from_seq")
     assert answer is not None
+    last = answer.body.get("seq")
+    if isinstance(known, int) and isinstance(last, int) and known > last:
+        raise ApiUnavailable(
+            f"the journal index ends at seq {last}, the snapshot is at seq {known} (the "
+            "projector has not caught up)"
+        )
     return rows, answer

@@ -13,7 +13,8 @@ instance runs on, and an ``Idempotency-Key`` the instance has already applied an
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+import heapq
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -168,7 +169,8 @@ def letter_detail(letter: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _letter_sort(letter: Mapping[str, Any]) -> tuple[int, str]:
+def letter_sort(letter: Mapping[str, Any]) -> tuple[int, str]:
+    """A dead letter's place in a page, newest first: ``failed_at`` in ms, then its id."""
     try:
         at = parse_instant_ms(str(letter.get("failed_at")))
     except (ValueError, TypeError, OverflowError):
@@ -176,15 +178,42 @@ def _letter_sort(letter: Mapping[str, Any]) -> tuple[int, str]:
     return at, str(letter["id"])
 
 
+class LetterHeap:
+    """The newest ``limit`` letters of a stage after a cursor, kept in a heap of ``limit``
+    rows without their original bytes while the dead-letter topic streams by (memory
+    bounded by the page, not by the topic)."""
+
+    def __init__(self, stage: str | None, query: ListQuery) -> None:
+        self.stage = stage
+        self.query = query
+        self._heap: list[tuple[tuple[int, str], dict[str, Any]]] = []  # oldest on top
+        self._more = False
+
+    def add(self, letter: Mapping[str, Any]) -> None:
+        if self.stage is not None and letter.get("stage") != self.stage:
+            return
+        key = letter_sort(letter)
+        if self.query.after is not None and not key < self.query.after:
+            return
+        if len(self._heap) < self.query.limit:
+            heapq.heappush(self._heap, (key, letter_row(letter)))
+            return
+        self._more = True  # one more than the page holds: a next page exists
+        if key > self._heap[0][0]:
+            heapq.heapreplace(self._heap, (key, letter_row(letter)))
+
+    def page(self) -> dict[str, Any]:
+        """Newest first (``failed_at``, then id), with the cursor after the last row."""
+        rows = sorted(self._heap, key=lambda item: item[0], reverse=True)
+        cursor = encode_cursor(rows[-1][0]) if self._more and rows else None
+        return {"deadletters": [row for _, row in rows], "next_cursor": cursor}
+
+
 def letter_page(
-    letters: list[dict[str, Any]], stage: str | None, query: ListQuery
+    letters: Iterable[Mapping[str, Any]], stage: str | None, query: ListQuery
 ) -> dict[str, Any]:
-    """Newest first (``failed_at``, then id), ``limit`` of them after the cursor."""
-    chosen = [d for d in letters if stage is None or d.get("stage") == stage]
-    chosen.sort(key=_letter_sort, reverse=True)
-    if query.after is not None:
-        after = query.after
-        chosen = [d for d in chosen if _letter_sort(d) < after]
-    page = chosen[: query.limit]
-    cursor = encode_cursor(_letter_sort(page[-1])) if len(chosen) > query.limit else None
-    return {"deadletters": [letter_row(d) for d in page], "next_cursor": cursor}
+    """One page of ``letters``: see :class:`LetterHeap`."""
+    heap = LetterHeap(stage, query)
+    for letter in letters:
+        heap.add(letter)
+    return heap.page()

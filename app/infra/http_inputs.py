@@ -19,9 +19,9 @@ from typing import Any
 
 from app.infra.http_routing import HttpError
 from app.spi.envelopes import InstanceStatus
-from app.spi.limits import Limits, json_problem, strict_json_loads
+from app.spi.limits import Limits, json_problem, strict_json_loads, utf8_problem
 
-WORKFLOW_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,127}$")  # as RSS names a workflow type
+WORKFLOW_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,127}")  # as RSS names one (fullmatch)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 MAX_IDEMPOTENCY_KEY = 200  # characters of an Idempotency-Key (it becomes the event id)
 MAX_EVENT_TYPE = 200  # characters of an event type in a path
@@ -40,7 +40,7 @@ def not_found(message: str) -> HttpError:
 
 
 def workflow_name(text: str) -> str:
-    if not WORKFLOW_PATTERN.match(text):
+    if not WORKFLOW_PATTERN.fullmatch(text):
         raise not_found(f"no workflow type {text[:140]!r} (a type is [a-z][a-z0-9_]*)")
     return text
 
@@ -51,6 +51,8 @@ def instance_id(workflow: str, text: str, limits: Limits) -> str:
         raise bad_request("the instance id is empty")
     if _CONTROL.search(text):
         raise bad_request("the instance id contains a control character")
+    if (bad := utf8_problem(text)) is not None:
+        raise bad_request(f"the instance id has {bad}")
     size = len(f"{workflow}:{text}".encode())
     if size > limits.key_bytes:
         raise bad_request(
@@ -61,9 +63,10 @@ def instance_id(workflow: str, text: str, limits: Limits) -> str:
 
 
 def event_type(text: str) -> str:
-    if not text or len(text) > MAX_EVENT_TYPE or _CONTROL.search(text):
+    if not text or len(text) > MAX_EVENT_TYPE or _CONTROL.search(text) or utf8_problem(text):
         raise bad_request(
-            f"not an event type: 1 to {MAX_EVENT_TYPE} characters without control characters"
+            f"not an event type: 1 to {MAX_EVENT_TYPE} characters of UTF-8 without control "
+            "characters"
         )
     return text
 
@@ -73,10 +76,10 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
     key = headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or _CONTROL.search(key):
+    if not key or len(key) > MAX_IDEMPOTENCY_KEY or _CONTROL.search(key) or utf8_problem(key):
         raise bad_request(
-            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters without control "
-            "characters"
+            f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters of UTF-8 without "
+            "control characters"
         )
     return key
 
@@ -117,7 +120,8 @@ def positive_int(query: Mapping[str, str], name: str, default: int, most: int) -
     raw = query.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 9 or not 1 <= int(raw) <= most:
+    digits = len(str(most))
+    if not raw.isascii() or not raw.isdigit() or len(raw) > digits or not 1 <= int(raw) <= most:
         raise bad_request(f"{name} must be an integer from 1 to {most}, not {raw[:20]!r}")
     return int(raw)
 
@@ -155,13 +159,13 @@ def list_query(query: Mapping[str, str]) -> ListQuery:
     if unknown:
         raise bad_request(f"unknown query parameters {unknown}")
     workflow = query.get("workflow") or None
-    if workflow is not None and not WORKFLOW_PATTERN.match(workflow):
+    if workflow is not None and not WORKFLOW_PATTERN.fullmatch(workflow):
         raise bad_request(f"workflow {workflow[:140]!r} is not a workflow type")
     status = query.get("status") or None
     if status is not None and status not in STATUSES:
         raise bad_request(f"status must be one of {', '.join(STATUSES)}, not {status[:40]!r}")
     state = query.get("state") or None
-    if state is not None and (len(state) > 500 or _CONTROL.search(state)):
+    if state is not None and (len(state) > 500 or _CONTROL.search(state) or utf8_problem(state)):
         raise bad_request("state must be a state path of at most 500 characters")
     limit = positive_int(query, "limit", LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX)
     cursor = query.get("cursor") or None
@@ -183,7 +187,7 @@ def encode_cursor(after: tuple[int, str]) -> str:
 
 def decode_cursor(cursor: str) -> tuple[int, str]:
     invalid = bad_request("cursor is not one this API gave out (pass next_cursor as it is)")
-    if len(cursor) > MAX_CURSOR:
+    if len(cursor) > MAX_CURSOR or not cursor.isascii():
         raise invalid
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -196,17 +200,21 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         or not isinstance(value[0], int)
         or isinstance(value[0], bool)
         or not isinstance(value[1], str)
+        or utf8_problem(value[1])
     ):
         raise invalid
     return value[0], value[1]
 
 
 def check_token(authorization: str | None, token: str | None) -> None:
-    """With ``OMNINODE_API_TOKEN`` set, a mutating request carries ``Bearer <token>``."""
+    """With ``OMNINODE_API_TOKEN`` set, a mutating request carries ``Bearer <token>``.
+    Compared as bytes: a header's bytes that are not UTF-8 reach here as surrogates
+    (aiohttp decodes headers with ``surrogateescape``); ``surrogatepass`` encodes any of
+    them, so a strange header is a 401, never an exception."""
     if token is None:
         return
     scheme, _, given = (authorization or "").partition(" ")
-    matches = hmac.compare_digest(given.strip().encode(), token.encode())
+    matches = hmac.compare_digest(_raw(given.strip()), _raw(token))
     if scheme.lower() != "bearer" or not matches:
         raise HttpError(
             401,
@@ -216,13 +224,17 @@ def check_token(authorization: str | None, token: str | None) -> None:
         )
 
 
+def _raw(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
 def letters_query(query: Mapping[str, str]) -> tuple[str | None, ListQuery]:
     """``GET /api/deadletters?stage=&limit=&cursor=``."""
     unknown = sorted(set(query) - {"stage", "limit", "cursor"})
     if unknown:
         raise bad_request(f"unknown query parameters {unknown}")
     stage = query.get("stage") or None
-    if stage is not None and (len(stage) > 40 or _CONTROL.search(stage)):
+    if stage is not None and (len(stage) > 40 or _CONTROL.search(stage) or utf8_problem(stage)):
         raise bad_request("stage must be a stage name (decode, route, step, handler, internal)")
     limit = positive_int(query, "limit", HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX)
     cursor = query.get("cursor") or None

@@ -25,16 +25,36 @@ def _json(schema: Json, description: str) -> Json:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+REASONS = {
+    400: "bad input, with the reason (nothing was produced)",
+    401: "a mutating request without the bearer token (OMNINODE_API_TOKEN)",
+    403: "a POST a browser sent from another site or origin (Sec-Fetch-Site, Origin)",
+    404: "no such instance, journal, workflow type or dead letter",
+    409: "$start of an instance that exists",
+    413: "the body is over OMNINODE_MAX_EVENT_BYTES",
+    415: "a POST without Content-Type: application/json",
+    421: "a Host this worker does not answer for (see OMNINODE_API_HOSTS)",
+    500: "a bug: a short reason (the traceback is in the worker's log)",
+    503: (
+        "cannot answer now: a rebalance or recovery, a worker or Kafka not reachable, or "
+        "Kafka not acknowledging in time; see Retry-After"
+    ),
+}
+RETRY_AFTER = {
+    "Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}},
+}
+COMMON = (421, 500)  # any endpoint may answer these
+POSTED = (400, 401, 403, 404, 413, 415, 503)  # any POST may answer these too
+
+
 def _errors(*statuses: int) -> Json:
-    reasons = {
-        400: "bad input, with the reason (nothing was produced)",
-        401: "a mutating request without the bearer token (OMNINODE_API_TOKEN)",
-        404: "no such instance, journal, workflow type or dead letter",
-        409: "$start of an instance that exists",
-        413: "the body is over OMNINODE_MAX_EVENT_BYTES",
-        503: "the owner of the partition cannot answer now (rebalance, recovery); see Retry-After",
-    }
-    return {str(s): _json(_ref("Error"), reasons[s]) for s in statuses}
+    answers = {}
+    for status in sorted({*statuses, *COMMON}):
+        answer = _json(_ref("Error"), REASONS[status])
+        if status == 503:
+            answer["headers"] = RETRY_AFTER
+        answers[str(status)] = answer
+    return answers
 
 
 def _path(name: str, description: str) -> Json:
@@ -68,8 +88,17 @@ IDEMPOTENCY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
 }
 BODY = {
-    "description": "a JSON object (empty body: {}), plain JSON within the limits",
+    "description": (
+        "a JSON object (empty body: {}), plain JSON within the limits, strings valid UTF-8; "
+        "sent with Content-Type: application/json"
+    ),
+    "required": True,
     "content": {"application/json": {"schema": {"type": "object"}}},
+}
+EMPTY_BODY = {
+    "description": "nothing (or any JSON); Content-Type: application/json is still required",
+    "required": True,
+    "content": {"application/json": {"schema": {}}},
 }
 ACCEPTED = _json(_ref("Accepted"), "the event is on the events topic (acknowledged by Kafka)")
 SECURE: list[Json] = [{"bearer": []}]
@@ -92,7 +121,10 @@ PATHS: Json = {
         "get": {
             "summary": "The instance's snapshot (what omninode status --json prints)",
             "parameters": INSTANCE,
-            "responses": {"200": _json(_ref("Snapshot"), "the snapshot"), **_errors(404, 503)},
+            "responses": {
+                "200": _json(_ref("Snapshot"), "the snapshot"),
+                **_errors(400, 404, 503),
+            },
         },
         "post": {
             "summary": "Start the instance: produce $start with the body as its data",
@@ -103,7 +135,7 @@ PATHS: Json = {
             ],
             "requestBody": BODY,
             "security": SECURE,
-            "responses": {"202": ACCEPTED, **_errors(400, 401, 404, 409, 413, 503)},
+            "responses": {"202": ACCEPTED, **_errors(*POSTED, 409)},
         },
     },
     "/api/instances/{workflow}/{id}/history": {
@@ -114,7 +146,10 @@ PATHS: Json = {
                 _query("from_seq", "the first seq (default 1)", {"type": "integer"}),
                 _limit(HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX),
             ],
-            "responses": {"200": _json(_ref("HistoryPage"), "one page"), **_errors(404, 503)},
+            "responses": {
+                "200": _json(_ref("HistoryPage"), "one page"),
+                **_errors(400, 404, 503),
+            },
         }
     },
     "/api/instances/{workflow}/{id}/events/{type}": {
@@ -123,7 +158,7 @@ PATHS: Json = {
             "parameters": [*INSTANCE, _path("type", "event type"), IDEMPOTENCY],
             "requestBody": BODY,
             "security": SECURE,
-            "responses": {"202": ACCEPTED, **_errors(400, 401, 404, 413, 503)},
+            "responses": {"202": ACCEPTED, **_errors(*POSTED)},
         }
     },
     "/api/workflows": {
@@ -154,24 +189,31 @@ PATHS: Json = {
                 _limit(HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX),
                 CURSOR,
             ],
-            "responses": {"200": _json(_ref("DeadLetterPage"), "one page"), **_errors(400)},
+            "responses": {
+                "200": _json(_ref("DeadLetterPage"), "one page"),
+                **_errors(400, 503),
+            },
         }
     },
     "/api/deadletters/{id}": {
         "get": {
             "summary": "One dead letter with its original bytes (hex) and record decoded",
             "parameters": [_path("id", "partition:offset")],
-            "responses": {"200": _json({"type": "object"}, "the letter"), **_errors(404)},
+            "responses": {
+                "200": _json({"type": "object"}, "the letter"),
+                **_errors(404, 503),
+            },
         }
     },
     "/api/deadletters/{id}/replay": {
         "post": {
             "summary": "Send the letter's original record back to its topic",
             "parameters": [_path("id", "partition:offset")],
+            "requestBody": EMPTY_BODY,
             "security": SECURE,
             "responses": {
                 "202": _json({"type": "object"}, "replayed"),
-                **_errors(400, 401, 404),
+                **_errors(*(s for s in POSTED if s != 413)),
             },
         }
     },
@@ -255,7 +297,10 @@ OPENAPI: Json = {
     "info": {
         "title": "OmniNode Workflows API",
         "version": "1",
-        "description": "Served by every worker; see docs/api.md.",
+        "description": (
+            "Served by every worker; see docs/api.md. Every POST sends Content-Type: "
+            "application/json; browsers may POST only from the API's own origin."
+        ),
     },
     "paths": PATHS,
     "components": {

@@ -29,6 +29,7 @@ from app.infra.kafka_client import partition_for
 FORWARDED = "X-OmniNode-Forwarded"  # set on a forwarded request: its sender's URL
 SERVED_BY = "X-OmniNode-Served-By"  # on every answer: the URL of the worker that made it
 PARTITION = "X-OmniNode-Partition"  # on answers about one key: the partition it lives on
+APP_HEADER = "X-OmniNode-App"  # on every answer: the deployment (OMNINODE_APP_ID)
 RETRY_AFTER_S = 1
 FORWARD_TIMEOUT_S = 10.0
 # Headers a forwarded request keeps (the rest, Host included, are the hop's own).
@@ -136,12 +137,20 @@ def local_partitions(placement: Placement, topic: str) -> tuple[int, ...]:
 
 
 def check_coverage(served: Sequence[int], partitions: int, topic: str) -> None:
-    """A fan-out's answers must cover every partition of the table once at least."""
+    """A fan-out's answers must cover every partition of the table exactly once: a partition
+    missing or reported by two workers (both think they hold it, in a rebalance) is 503,
+    never a count that misses or doubles it."""
     missing = sorted(set(range(partitions)) - set(served))
     if missing:
         raise unavailable(
             f"no answer for partitions {missing} of {topic} (the workers are rebalancing); "
             "retry shortly"
+        )
+    twice = sorted({p for p in served if served.count(p) > 1})
+    if twice:
+        raise unavailable(
+            f"partitions {twice} of {topic} were answered by two workers (the workers are "
+            "rebalancing); retry shortly"
         )
 
 
@@ -180,8 +189,16 @@ class Forwarder:
             await self._session.close()
 
     async def forward(self, request: web.Request, url: str, body: bytes | None) -> web.Response:
+        """The owner's answer to ``request``. The forwarded copy goes to the owner's canonical
+        URL, so its ``Host`` is the owner's own name (which the owner accepts); it carries
+        no ``Origin`` or ``Sec-Fetch-*`` (this worker checked those), and keeps
+        :data:`PASSED_HEADERS` whose values are UTF-8 (the checks refused the others)."""
         target = URL(url.rstrip("/") + request.raw_path, encoded=True)
-        headers = {h: request.headers[h] for h in PASSED_HEADERS if h in request.headers}
+        headers = {
+            h: value
+            for h in PASSED_HEADERS
+            if (value := request.headers.get(h)) is not None and _utf8(value)
+        }
         headers[FORWARDED] = self.self_url()
         try:
             async with self.session().request(
@@ -190,14 +207,10 @@ class Forwarder:
                 payload = await answer.read()
                 kept = {
                     h: answer.headers[h]
-                    for h in ("Retry-After", SERVED_BY, PARTITION)
+                    for h in ("Content-Type", "Retry-After", "Allow", SERVED_BY, PARTITION)
                     if h in answer.headers
                 }
-                return web.Response(
-                    body=payload,
-                    status=answer.status,
-                    headers={"Content-Type": answer.headers.get("Content-Type", ""), **kept},
-                )
+                return web.Response(body=payload, status=answer.status, headers=kept)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise unavailable(f"the worker at {url} did not answer: {_reason(exc)}") from exc
 
@@ -213,6 +226,14 @@ class Forwarder:
                 return payload
         except (TimeoutError, aiohttp.ClientError, ValueError) as exc:
             raise unavailable(f"the worker at {url} did not answer: {_reason(exc)}") from exc
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reason(exc: BaseException) -> str:

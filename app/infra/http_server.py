@@ -5,17 +5,19 @@ Besides the API of ``http_api``: ``/healthz`` (the process answers), ``/readyz``
 partitions are assigned and its tables recovered), ``/metrics`` (Prometheus text of the
 default registry), ``/api/openapi.json``, the chart drawing
 ``/api/workflows/{workflow}/diagram.svg`` and the web console's static files (``/`` and
-``/console/{file}`` from ``app/infra/web/console``). One middleware turns every failure
-into a JSON error (never a traceback), asks mutating requests for the bearer token when
-``OMNINODE_API_TOKEN`` is set, and names the worker that answered.
+``/console/{file}`` from ``app/infra/web/console``). One middleware checks the ``Host``
+and, for a ``POST``, where it comes from, its bearer token (when ``OMNINODE_API_TOKEN`` is
+set) and its ``Content-Type`` (``http_guard``); turns every failure into a JSON error
+(never a traceback); and names the worker that answered.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
+import os
 from collections.abc import Awaitable, Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +29,27 @@ from yarl import URL
 
 from app.core.chart_svg import render_svg
 from app.core.router import ChartRegistry
-from app.infra.control import read_dead_letters, replay_dead_letters
 from app.infra.http_api import Api, TableRef, Tables
-from app.infra.http_commands import chart_for
+from app.infra.http_commands import Produce, chart_for
+from app.infra.http_guard import CONSOLE_POLICY, Guard, check_json, secure
 from app.infra.http_inputs import check_token, not_found, version, workflow_name
+from app.infra.http_letters import KafkaLetters
 from app.infra.http_openapi import OPENAPI
-from app.infra.http_routing import SERVED_BY, Forwarder, HttpError, Placement, faust_placement
+from app.infra.http_routing import (
+    APP_HEADER,
+    SERVED_BY,
+    Forwarder,
+    HttpError,
+    Placement,
+    faust_placement,
+)
 from app.infra.http_views import JOURNAL_INDEX_TABLE, dumps
 from app.infra.settings import Settings
 from app.infra.topics import EVENTS, SNAPSHOT_TABLE
 
 log = logging.getLogger("omninode.http")
 CONSOLE_DIR = Path(__file__).resolve().parent / "web" / "console"
-APP_HEADER = "X-OmniNode-App"  # the deployment (OMNINODE_APP_ID) that answered
+PRODUCE_TIMEOUT_S = 10.0  # the longest a POST waits for Kafka to acknowledge its event
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_ACTIVE_STATES = 100  # paths in a diagram's ?active=
 NOT_INSTALLED = (
@@ -71,6 +81,7 @@ def error(exc: HttpError) -> web.Response:
 
 
 _CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+CONSOLE_HEADERS = {"Content-Security-Policy": CONSOLE_POLICY}
 
 
 def _from_aiohttp(exc: web.HTTPException, max_body: int) -> HttpError:
@@ -80,15 +91,28 @@ def _from_aiohttp(exc: web.HTTPException, max_body: int) -> HttpError:
         message = "no such endpoint (see /api/openapi.json)"
     else:
         message = exc.reason
-    return HttpError(exc.status, _CODES.get(exc.status, "bad_request"), message)
+    allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else {}
+    return HttpError(exc.status, _CODES.get(exc.status, "bad_request"), message, allow)
 
 
-def middleware(token: str | None, app_id: str, self_url: Callable[[], str], max_body: int) -> Any:
+def check(request: web.Request, guard: Guard, token: str | None) -> None:
+    """Before any handler: the ``Host``; for a ``POST`` to an endpoint (a wrong method or
+    path is left to its 404 or 405), where it comes from, the token and the JSON type."""
+    guard.check_host(request)
+    if request.method in SAFE_METHODS or request.match_info.http_exception is not None:
+        return
+    guard.check_site(request)
+    check_token(request.headers.get("Authorization"), token)
+    check_json(request)
+
+
+def middleware(
+    token: str | None, app_id: str, self_url: Callable[[], str], max_body: int, guard: Guard
+) -> Any:
     @web.middleware
     async def answer(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.method not in SAFE_METHODS:
-                check_token(request.headers.get("Authorization"), token)
+            check(request, guard, token)
             response = await handler(request)
         except HttpError as exc:
             response = error(exc)
@@ -98,6 +122,7 @@ def middleware(token: str | None, app_id: str, self_url: Callable[[], str], max_
             log.exception("omninode api: %s %s failed", request.method, request.path)
             reason = f"internal error ({type(exc).__name__}); the worker's log has the details"
             response = error(HttpError(500, "internal", reason))
+        secure(response)
         response.headers.setdefault(SERVED_BY, self_url())
         response.headers[APP_HEADER] = app_id
         return response
@@ -160,8 +185,8 @@ class Server:
     async def index(self, request: web.Request) -> web.StreamResponse:
         page = CONSOLE_DIR / "index.html"
         if page.is_file():
-            return web.FileResponse(page)
-        return web.Response(text=NOT_INSTALLED, content_type="text/html")
+            return web.FileResponse(page, headers=CONSOLE_HEADERS)
+        return web.Response(text=NOT_INSTALLED, content_type="text/html", headers=CONSOLE_HEADERS)
 
     async def console_file(self, request: web.Request) -> web.StreamResponse:
         """A file of the console directory; nothing outside it (``..``, links, absolute)."""
@@ -170,7 +195,7 @@ class Server:
         if not target.is_relative_to(root) or not target.is_file():
             raise not_found("no such console file")
         kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        return web.FileResponse(target, headers={"Content-Type": kind})
+        return web.FileResponse(target, headers={"Content-Type": kind, **CONSOLE_HEADERS})
 
 
 def install_api(
@@ -200,24 +225,25 @@ def install(
     def placement() -> Placement:
         return faust_placement(app)
 
-    async def produce(key: bytes, value: bytes) -> int:
-        delivered = await events.send(key=key, value=value)
-        return int((await delivered).partition)  # acknowledged by Kafka
-
     forwarder = Forwarder(self_url)
-    api = Api(
-        registry,
-        settings.limits,
-        tables,
-        placement,
-        forwarder,
-        produce,
-        partial(read_dead_letters, settings),
-        partial(replay_dead_letters, settings),
-    )
-
+    letters = KafkaLetters(settings)
+    api = Api(registry, settings.limits, tables, placement, forwarder, producer(events), letters)
+    guard = Guard.from_env(self_url, settings.web_bind, os.environ)
     web_app: web.Application = app.web.web_app
-    mount(web_app, api, settings.api_token, settings.app_id, self_url)
+    mount(web_app, api, settings.api_token, settings.app_id, self_url, guard)
+
+
+def producer(events: Any, timeout_s: float = PRODUCE_TIMEOUT_S) -> Produce:
+    """Produce on the Faust topic ``events``: the partition, once Kafka acknowledged the
+    record; TimeoutError after ``timeout_s`` (the API's 503). The send itself is not
+    cancelled then: the record may still land, so a retry keeps its Idempotency-Key."""
+
+    async def produce(key: bytes, value: bytes) -> int:
+        async with asyncio.timeout(timeout_s):
+            delivered = await events.send(key=key, value=value)
+            return int((await asyncio.shield(delivered)).partition)
+
+    return produce
 
 
 def mount(
@@ -226,14 +252,17 @@ def mount(
     token: str | None,
     app_id: str,
     self_url: Callable[[], str],
+    guard: Guard | None = None,
 ) -> None:
-    """The middleware and every route on ``web_app`` (the tests mount a bare aiohttp app)."""
+    """The middleware and every route on ``web_app`` (the tests mount a bare aiohttp app);
+    ``guard`` by default knows the worker's own host, localhost and IP addresses."""
 
     async def close(_: web.Application) -> None:
         await api.forwarder.close()
 
     max_body = api.limits.event_bytes
-    web_app.middlewares.append(middleware(token, app_id, self_url, max_body))
+    checks = guard or Guard(self_url)
+    web_app.middlewares.append(middleware(token, app_id, self_url, max_body, checks))
     web_app.router.add_routes([*api.routes(), *Server(api, api.placement).routes()])
     web_app.on_cleanup.append(close)
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, fields
 from typing import Any
 
 KIB = 1024
+_SURROGATE = re.compile("[\ud800-\udfff]")  # a lone surrogate: no UTF-8 encodes it
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,16 +78,30 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), allow_nan=False)
 
 
+def utf8_problem(text: str) -> str | None:
+    """Why ``text`` has no UTF-8 encoding (None: it has one): a lone surrogate, which JSON's
+    ``\\ud800`` escapes and Python's ``surrogateescape`` (undecodable bytes) produce."""
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return f"a lone surrogate U+{ord(found.group()):04X} at character {found.start()} (not UTF-8)"
+
+
 def json_problem(value: Any, max_depth: int) -> str | None:
     """Why ``value`` is not plain JSON within ``max_depth`` levels (None: it is).
 
-    Plain JSON: None, bool, int, finite float, str, lists and string-keyed dicts. Iterative,
-    so a value nested far deeper than the limit is refused without deep recursion.
+    Plain JSON: None, bool, int, finite float, str, lists and string-keyed dicts, every
+    string (keys too) valid Unicode that UTF-8 encodes (no lone surrogate). Iterative, so
+    a value nested far deeper than the limit is refused without deep recursion.
     """
     stack: list[tuple[Any, int, str]] = [(value, 1, "")]
     while stack:
         item, depth, where = stack.pop()
-        if item is None or isinstance(item, bool | int | str):
+        if isinstance(item, str):
+            if (bad := utf8_problem(item)) is not None:
+                return f"{where or 'value'} has {bad}"
+            continue
+        if item is None or isinstance(item, bool | int):
             continue
         if isinstance(item, float):
             if not math.isfinite(item):
@@ -101,6 +117,8 @@ def json_problem(value: Any, max_depth: int) -> str | None:
                 if not isinstance(key, str):
                     kind = type(key).__name__
                     return f"{where or 'value'} has a {kind} key; JSON keys are strings"
+                if (bad := utf8_problem(key)) is not None:
+                    return f"a key of {where or 'the value'} has {bad}"
                 stack.append((child, depth + 1, f"{where}.{key}" if where else key))
         else:
             return f"{where or 'value'} is a {type(item).__name__}, not a JSON value"

@@ -92,9 +92,46 @@ export async function getText(path_, query, accept = "image/svg+xml") {
   return response.text();
 }
 
-/** POST a JSON body; resolves to {status, body} for any 2xx answer. */
-export async function post(path_, payload) {
-  const init = {method: "POST", headers: headers({"Content-Type": "application/json"})};
+/**
+ * POST a JSON body (none: the header alone; the API refuses a POST that does not say
+ * application/json); resolves to {status, body} for any 2xx answer. `idempotencyKey`
+ * goes as the Idempotency-Key header: the API applies one key once.
+ */
+export async function post(path_, payload, idempotencyKey) {
+  const extra = {"Content-Type": "application/json"};
+  if (idempotencyKey) extra["Idempotency-Key"] = idempotencyKey;
+  const init = {method: "POST", headers: headers(extra), cache: "no-store"};
   if (payload !== undefined) init.body = JSON.stringify(payload);
   return answer(await fetch(url(path_), init));
+}
+
+/**
+ * A new Idempotency-Key (a random UUID), made once per form submission. crypto.randomUUID
+ * exists only in secure contexts (https, localhost); a worker reached over plain http by
+ * another name gets one from crypto.getRandomValues, which every context has.
+ */
+export function newIdempotencyKey() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[6] = (bytes[6] & 0x0f) | 0x40; // version 4
+  bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 4122 variant
+  const hex = Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  const parts = [hex.slice(0, 8), hex.slice(8, 12), hex.slice(12, 16), hex.slice(16, 20)];
+  return [...parts, hex.slice(20)].join("-");
+}
+
+/**
+ * Runs `send` once at a time for `button`'s form: the button stays disabled (and marked
+ * busy) until the answer arrives, so a double click sends nothing twice.
+ */
+export async function once(button, send) {
+  if (button.disabled) return;
+  button.disabled = true;
+  button.setAttribute("aria-busy", "true");
+  try {
+    await send();
+  } finally {
+    button.disabled = false;
+    button.removeAttribute("aria-busy");
+  }
 }

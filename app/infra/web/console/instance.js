@@ -3,7 +3,7 @@
 // timeline, data, pending dispatches, armed timers, and a form to send it an event.
 // Refreshed every few seconds while the tab is visible.
 
-import {ApiError, get, path, post} from "./api.js";
+import {ApiError, get, newIdempotencyKey, once, path, post} from "./api.js";
 import {diagramView} from "./diagram.js";
 import {
   badge, code, empty, fill, h, json, notice, panel, relative, route, table, when,
@@ -151,17 +151,20 @@ function timerTable(timers) {
 function sendForm(workflow, id) {
   const list = h("datalist", {id: "event-types"});
   const result = h("div", {"aria-live": "polite"});
+  const button = h("button", {type: "submit", class: "primary"}, "Send");
   const form = h("form", {class: "inline", "aria-label": "Send an event"},
     h("label", {class: "field"}, "Event type",
       h("input", {name: "type", required: true, list: "event-types", spellcheck: "false",
         placeholder: "e.g. PAY"})),
     h("label", {class: "field wide"}, "Payload (JSON object)",
       h("textarea", {name: "payload", spellcheck: "false"}, "{}")),
-    h("button", {type: "submit", class: "primary"}, "Send"), list);
+    button, list);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form));
-    await sendEvent(result, workflow, id, data.type.trim(), data.payload);
+    const key = newIdempotencyKey(); // one per submission: a resent request is applied once
+    await once(button,
+      () => sendEvent(result, workflow, id, data.type.trim(), data.payload, key));
   });
   let known = null;
   async function events(version) {
@@ -176,7 +179,7 @@ function sendForm(workflow, id) {
   return {element: h("div", {}, form, result), events};
 }
 
-async function sendEvent(result, workflow, id, type, text) {
+async function sendEvent(result, workflow, id, type, text, key) {
   let payload;
   try {
     payload = JSON.parse(text || "{}");
@@ -185,7 +188,8 @@ async function sendEvent(result, workflow, id, type, text) {
     return;
   }
   try {
-    const answer = await post(`instances/${path(workflow, id)}/events/${path(type)}`, payload);
+    const answer = await post(`instances/${path(workflow, id)}/events/${path(type)}`, payload,
+      key);
     fill(result, notice("ok", `${answer.status} Accepted: ${type} is on its way.`,
       answer.body ? json(answer.body) : null));
   } catch (error) {

@@ -2,7 +2,7 @@
 // (a state filter matches the state and everything inside it), a page at a time by the
 // API's cursor; and a form to start an instance.
 
-import {get, path, post} from "./api.js";
+import {get, newIdempotencyKey, once, path, post} from "./api.js";
 import {badge, empty, fill, h, notice, panel, route, table, when} from "./dom.js";
 import {workflows} from "./workflows.js";
 
@@ -84,6 +84,7 @@ function pager(query, next, shown) {
 
 function startForm(query, known) {
   const result = h("div", {"aria-live": "polite"});
+  const button = h("button", {type: "submit", class: "primary"}, "Start");
   const form = h("form", {class: "inline", "aria-label": "Start an instance"},
     field("Workflow", h("select", {name: "workflow", required: true},
       known.map((w) => h("option", {value: w.workflow, selected: w.workflow === query.workflow},
@@ -92,16 +93,18 @@ function startForm(query, known) {
       placeholder: "order-1001"})),
     h("label", {class: "field wide"}, "$start payload (JSON object)",
       h("textarea", {name: "payload", spellcheck: "false"}, "{}")),
-    h("button", {type: "submit", class: "primary"}, "Start"));
+    button);
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const data = Object.fromEntries(new FormData(form));
-    await startInstance(result, data.workflow, data.id.trim(), data.payload);
+    const key = newIdempotencyKey(); // one per submission: a resent request is applied once
+    await once(button,
+      () => startInstance(result, data.workflow, data.id.trim(), data.payload, key));
   });
   return h("details", {class: "panel"}, h("summary", {}, "Start an instance"), form, result);
 }
 
-async function startInstance(result, workflow, id, text) {
+async function startInstance(result, workflow, id, text, key) {
   let payload;
   try {
     payload = JSON.parse(text || "{}");
@@ -110,7 +113,7 @@ async function startInstance(result, workflow, id, text) {
     return;
   }
   try {
-    const answer = await post(`instances/${path(workflow, id)}`, payload);
+    const answer = await post(`instances/${path(workflow, id)}`, payload, key);
     fill(result, notice("ok", `${answer.status}: accepted. `,
       h("a", {href: route(["instances", workflow, id])}, "Open the instance")));
   } catch (error) {
