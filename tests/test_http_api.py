@@ -654,14 +654,13 @@ def test_a_host_the_worker_is_not_known_by_is_421() -> None:
 
 
 def test_the_allow_list_of_hosts() -> None:
-    assert Guard.from_env(lambda: "http://w:1", "0.0.0.0", {}).listed == frozenset()
-    listed = Guard.from_env(
-        lambda: "http://w:1", "0.0.0.0", {"OMNINODE_API_HOSTS": " A.example., b"}
-    )
+    assert Guard.of(lambda: "http://w:1", "0.0.0.0", "").listed == frozenset()
+    hosts = Settings.from_env({"OMNINODE_API_HOSTS": " A.example., b"}).api_hosts
+    listed = Guard.of(lambda: "http://w:1", "0.0.0.0", hosts)
     assert listed.listed == {"a.example", "b"} and not listed.any_host
     assert all(listed.known(h) for h in ("a.example", "b", "w", "localhost", "10.0.0.1", "::1"))
     assert not listed.known("c.example") and not listed.known("0.0.0.0.example")
-    anything = Guard.from_env(lambda: "http://w:1", "127.0.0.1", {"OMNINODE_API_HOSTS": "*"})
+    anything = Guard.of(lambda: "http://w:1", "127.0.0.1", "*")
     assert anything.any_host and anything.known("c.example")
     bound = Guard(lambda: "http://w:1", "api.internal")
     assert bound.known("api.internal") and bound.known("w")

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -68,10 +68,10 @@ def is_ip(host: str) -> bool:
     return True
 
 
-def hosts_setting(env: Mapping[str, str]) -> tuple[frozenset[str], bool]:
+def hosts_setting(raw: str) -> tuple[frozenset[str], bool]:
     """``OMNINODE_API_HOSTS``: comma-separated host names the API answers besides its own
     (lowercase), and whether it is ``*`` (any ``Host``)."""
-    names = [n.strip().lower().rstrip(".") for n in env.get(HOSTS_VARIABLE, "").split(",")]
+    names = [n.strip().lower().rstrip(".") for n in raw.split(",")]
     listed = frozenset(n for n in names if n and n != "*")
     return listed, "*" in names
 
@@ -87,8 +87,9 @@ class Guard:
     any_host: bool = False  # OMNINODE_API_HOSTS=*
 
     @classmethod
-    def from_env(cls, self_url: Callable[[], str], bind: str, env: Mapping[str, str]) -> Guard:
-        listed, any_host = hosts_setting(env)
+    def of(cls, self_url: Callable[[], str], bind: str, hosts: str) -> Guard:
+        """The guard of a worker bound to ``bind`` with ``OMNINODE_API_HOSTS`` ``hosts``."""
+        listed, any_host = hosts_setting(hosts)
         return cls(self_url, bind, listed, any_host)
 
     def known(self, host: str) -> bool:

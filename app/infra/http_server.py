@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import mimetypes
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -228,7 +227,7 @@ def install(
     forwarder = Forwarder(self_url)
     letters = KafkaLetters(settings)
     api = Api(registry, settings.limits, tables, placement, forwarder, producer(events), letters)
-    guard = Guard.from_env(self_url, settings.web_bind, os.environ)
+    guard = Guard.of(self_url, settings.web_bind, settings.api_hosts)
     web_app: web.Application = app.web.web_app
     mount(web_app, api, settings.api_token, settings.app_id, self_url, guard)
 

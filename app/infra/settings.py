@@ -15,6 +15,7 @@
 | OMNINODE_WEB_URL | how other workers reach this one's API (http://host:port) | bind + port |
 | OMNINODE_API_TOKEN | bearer token every mutating API request must carry | off |
 | OMNINODE_API_URL | the worker API ``omninode status``/``history`` ask first | local port |
+| OMNINODE_API_HOSTS | host names the API answers besides its own, comma-separated; `*`: any | |
 | OMNINODE_QUEUES | task queues this worker serves, comma-separated | its handlers' |
 | SCHEMA_REGISTRY_URL | a Confluent-compatible schema registry: write its ids | off (hash ids) |
 | OMNINODE_REDUCER_BATCH | records per reducer batch (tables written once per key) | 500 |
@@ -82,6 +83,7 @@ class Settings:
     api_token: str | None = None
     worker_concurrency: int = 8
     reducer_batch: int = 500
+    api_hosts: str = ""  # OMNINODE_API_HOSTS, read by app.infra.http_guard
     queue_concurrency: Mapping[str, int] = field(default_factory=dict)
     reducer_batch_wait_ms: int = 5
     # None: the queues of the handlers this worker registered (app.infra.queues).
@@ -128,6 +130,7 @@ class Settings:
             app_id=env.get("OMNINODE_APP_ID", "omninode"),
             **_web_settings(env),
             worker_concurrency=_int(env, "OMNINODE_WORKER_CONCURRENCY") or 8,
+            api_hosts=env.get("OMNINODE_API_HOSTS", ""),
             queue_concurrency=_queue_concurrency(env.get("OMNINODE_QUEUE_CONCURRENCY", "")),
             reducer_batch=_bounded(env, "OMNINODE_REDUCER_BATCH", 500, 1, 10_000),
             reducer_batch_wait_ms=_bounded(env, "OMNINODE_REDUCER_BATCH_WAIT_MS", 5, 0, 1_000),
