@@ -21,6 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from app.infra.control import new_event, read_snapshot, send_events
 from app.infra.kafka_client import read_topic
@@ -85,6 +86,7 @@ def test_every_endpoint_through_either_worker(deployment: Deployment) -> None:
     assert until(lambda: _both_ready(workers)), deployment.logs()
     urls = [w.api_url for w in workers]
     base = "/api/instances/order_fulfillment"
+    applied_before = _metric(urls, "omninode_events_total", outcome="applied")
 
     # Writes: 401 without the token, 400 and 404 with nothing produced, then 202s.
     assert call(urls[0] + f"{base}/o-0", "POST", _start("o-0"))[0] == 401
@@ -119,6 +121,12 @@ def test_every_endpoint_through_either_worker(deployment: Deployment) -> None:
             )
             assert status == 202
     assert until(lambda: all(call(urls[1] + f"{base}/{i}")[1]["seq"] >= 2 for i in IDS))
+    # The metrics moved with the events: every $start and PAY applied, summed over workers;
+    # the second PAY of each pair was a duplicate.
+    applied = _metric(urls, "omninode_events_total", outcome="applied") - applied_before
+    assert applied >= 2 * len(IDS)
+    assert _metric(urls, "omninode_step_seconds_count") >= 2 * len(IDS)
+    assert _metric(urls, "omninode_commands_total", name="charge_card") >= len(IDS)
 
     # Reads through either worker: the same answer, from the partition's owner.
     changelog = deployment.run(
@@ -148,6 +156,20 @@ def test_every_endpoint_through_either_worker(deployment: Deployment) -> None:
     _operations(urls)
     _cli_reads_through_the_api(deployment, urls[1])
     _measure(urls)
+
+
+def _metric(urls: list[str], metric: str, **labels: str) -> float:
+    """A metric summed over the workers' /metrics and over the samples with these labels."""
+    total = 0.0
+    for url in urls:
+        status, text, _ = call(url + "/metrics")
+        assert status == 200
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                wanted = all(sample.labels.get(k) == v for k, v in labels.items())
+                if sample.name == metric and wanted:
+                    total += sample.value
+    return total
 
 
 def _lists_and_counts(urls: list[str]) -> None:
