@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import textwrap
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from app.core.durations import format_instant, parse_instant_ms
 from app.core.guards import GuardRegistry
@@ -85,3 +87,16 @@ class ListOutbox:
 
     def on(self, topic: str) -> list[bytes]:
         return [value for t, _, value in self.sent if t == topic]
+
+
+T = TypeVar("T")
+
+
+def until(probe: Callable[[], T], timeout_s: float = 45.0) -> T:
+    """``probe()`` until it is truthy or the time is up; its last value either way."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.2)

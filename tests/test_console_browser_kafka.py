@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT, Deployment
+from tests.helpers import until
 
 CONSOLE = ROOT / "app" / "infra" / "web" / "console"
 WORKFLOW = "order_fulfillment"
@@ -57,15 +58,6 @@ def call(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:
         return status, json.loads(raw)
     except ValueError:
         return status, raw.decode(errors="replace")
-
-
-def until(probe, timeout_s: float = 40.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def waiting_instance(api: str) -> dict[str, Any]:

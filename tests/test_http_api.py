@@ -23,7 +23,6 @@ from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 from aiokafka.partitioner import DefaultPartitioner
 
 from app.cli import runtime as cli_runtime
-from app.cli.replay_cmd import journal_row as cli_journal_row
 from app.core.interpreter import step
 from app.core.ports import StoredInstance
 from app.core.router import ChartRegistry
@@ -53,6 +52,7 @@ from app.infra.http_views import (
     JournalIndexer,
     history_page,
     index_key,
+    journal_row,
     list_page,
     merge_pages,
     view_row,
@@ -247,7 +247,7 @@ def test_history_pages_come_from_the_index_and_match_the_cli_rows() -> None:
     page = history_page(views, index, "order_fulfillment:o-1", 1, 2)
     assert page is not None
     assert [r["seq"] for r in page["records"]] == [1, 2] and page["next_from_seq"] == 3
-    assert page["records"][0] == cli_journal_row(decode_journal(records[0]))
+    assert page["records"][0] == journal_row(decode_journal(records[0]))
     rest = history_page(views, index, "order_fulfillment:o-1", 3, 100)
     assert rest is not None and [r["seq"] for r in rest["records"]] == [3]
     assert rest["next_from_seq"] is None and rest["seq"] == 3

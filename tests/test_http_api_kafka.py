@@ -27,6 +27,7 @@ from app.infra.control import new_event, read_snapshot, send_events
 from app.infra.kafka_client import read_topic
 from app.infra.worker_process import WorkerProcess, free_port, worker_environment
 from tests.conftest import ROOT, Deployment
+from tests.helpers import until
 
 pytestmark = pytest.mark.kafka
 
@@ -52,15 +53,6 @@ def call(
         status, raw, got = exc.code, exc.read(), exc.headers
     kind = got.get("Content-Type", "")
     return status, json.loads(raw) if "json" in kind else raw.decode(), dict(got)
-
-
-def until(probe, timeout_s: float = 45.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = probe()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
 
 
 def _start(i: str) -> dict[str, Any]:

@@ -14,7 +14,8 @@ import pytest
 
 from app.cli import runtime
 from app.cli.main import main
-from app.cli.replay_cmd import journal_row, parse_row, read_journal_file
+from app.cli.replay_cmd import parse_row, read_journal_file
+from app.infra.http_views import journal_row
 from app.spi.envelopes import JournalRecord
 from app.spi.limits import DEFAULT_LIMITS
 from tests.golden.generate import GOLDEN, RSS

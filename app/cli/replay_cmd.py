@@ -7,8 +7,9 @@ them), and the first record whose step differs from what the journal recorded is
 (a timer firing must also come at the deadline the replayed steps armed).
 
 The journal comes from the journal topic, or offline from a file of the JSON lines
-``omninode history --json`` prints: :func:`journal_row` writes a row and :func:`parse_row`
-reads it back, side by side here so they stay each other's inverse.
+``omninode history --json`` prints: ``app.infra.http_views.journal_row`` writes a row (the
+API's history rows are the same) and :func:`parse_row` reads it back; a test checks that
+each is the other's inverse.
 """
 
 from __future__ import annotations
@@ -148,24 +149,6 @@ async def read_journals(
 
 
 # -- the journal's JSON lines ----------------------------------------------------------------
-
-
-def journal_row(record: JournalRecord) -> dict[str, Any]:
-    """A journal record as one JSON object with every field, the line ``omninode history
-    --json`` prints; :func:`parse_row` reads it back."""
-    children = record.children
-    return {
-        "seq": record.seq,
-        "event": record.event.to_dict(),
-        "ignored": record.ignored,
-        "status": record.status,
-        "workflow_version": record.workflow_version,
-        "configuration": list(record.configuration),
-        "reason": record.reason,
-        "raised": list(record.raised),
-        "children": [c.to_dict() for c in children] if children is not None else None,
-        "outputs": record.outputs,
-    }
 
 
 def row_bytes(limits: Limits) -> int:

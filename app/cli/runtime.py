@@ -33,6 +33,7 @@ from app.infra.control import (
     send_events,
 )
 from app.infra.demo import demo_runs, drive
+from app.infra.http_views import journal_row
 from app.infra.kafka_client import KafkaUnavailable, apply_topics, plan_topics
 from app.infra.kafka_client import log as read_log
 from app.infra.rebuild import rebuild_projections
@@ -370,8 +371,8 @@ def _history(args: argparse.Namespace) -> int:
 
 def _history_row(record: JournalRecord) -> dict[str, Any]:
     """Every field of the record, so `omninode replay --journal` can read the lines back
-    (the row and its parser live side by side in replay_cmd)."""
-    return replay_cmd.journal_row(record)
+    (app.cli.replay_cmd parses them)."""
+    return journal_row(record)
 
 
 def _history_line(record: JournalRecord) -> str:

@@ -22,13 +22,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from app.cli.replay_cmd import journal_row
 from app.core.interpreter import StepResult
 from app.core.model import Chart
 from app.core.router import ChartRegistry
 from app.core.simulate import Simulator, parse_script
 from app.core.snapshot import Snapshot
 from app.infra.chart_files import chart_files, handler_specs, import_handlers, load_charts
+from app.infra.http_views import journal_row
 from app.infra.outbox import journal_record
 from app.spi.envelopes import Event, JournalRecord
 

@@ -3,11 +3,12 @@
 // timeline, data, pending dispatches, armed timers, and a form to send it an event.
 // Refreshed every few seconds while the tab is visible.
 
-import {ApiError, get, newIdempotencyKey, once, path, post} from "./api.js";
+import {ApiError, get, newIdempotencyKey, once, path} from "./api.js";
 import {diagramView} from "./diagram.js";
 import {
   badge, code, empty, fill, h, json, notice, panel, relative, route, table, when,
 } from "./dom.js";
+import {submitJson} from "./forms.js";
 import {timelineView} from "./timeline.js";
 import {workflows} from "./workflows.js";
 
@@ -180,19 +181,10 @@ function sendForm(workflow, id) {
 }
 
 async function sendEvent(result, workflow, id, type, text, key) {
-  let payload;
-  try {
-    payload = JSON.parse(text || "{}");
-  } catch (error) {
-    fill(result, notice("error", `The payload is not JSON: ${error.message}`));
-    return;
-  }
-  try {
-    const answer = await post(`instances/${path(workflow, id)}/events/${path(type)}`, payload,
-      key);
+  const answer = await submitJson(result, `instances/${path(workflow, id)}/events/${path(type)}`,
+    text, key);
+  if (answer) {
     fill(result, notice("ok", `${answer.status} Accepted: ${type} is on its way.`,
       answer.body ? json(answer.body) : null));
-  } catch (error) {
-    fill(result, notice("error", `${error.status ?? ""} ${error.message}`));
   }
 }

@@ -2,8 +2,9 @@
 // (a state filter matches the state and everything inside it), a page at a time by the
 // API's cursor; and a form to start an instance.
 
-import {get, newIdempotencyKey, once, path, post} from "./api.js";
+import {get, newIdempotencyKey, once, path} from "./api.js";
 import {badge, empty, fill, h, notice, panel, route, table, when} from "./dom.js";
+import {submitJson} from "./forms.js";
 import {workflows} from "./workflows.js";
 
 const STATUSES = ["active", "done", "failed", "cancelled"];
@@ -105,18 +106,9 @@ function startForm(query, known) {
 }
 
 async function startInstance(result, workflow, id, text, key) {
-  let payload;
-  try {
-    payload = JSON.parse(text || "{}");
-  } catch (error) {
-    fill(result, notice("error", `The payload is not JSON: ${error.message}`));
-    return;
-  }
-  try {
-    const answer = await post(`instances/${path(workflow, id)}`, payload, key);
+  const answer = await submitJson(result, `instances/${path(workflow, id)}`, text, key);
+  if (answer) {
     fill(result, notice("ok", `${answer.status}: accepted. `,
       h("a", {href: route(["instances", workflow, id])}, "Open the instance")));
-  } catch (error) {
-    fill(result, notice("error", `${error.status || ""} ${error.message}`));
   }
 }
