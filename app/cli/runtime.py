@@ -178,6 +178,10 @@ def guarded(args: argparse.Namespace) -> int:
     except RegistryError as exc:
         print(f"omninode: {exc}", file=sys.stderr)
         return EXIT_UNAVAILABLE if exc.unavailable else EXIT_BAD_INPUT
+    except ChartError as exc:  # charts that do not load: their `file:line: reason` lines
+        for diagnostic in exc.diagnostics:
+            print(diagnostic, file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (SettingsError, BrokerError, json.JSONDecodeError, ValueError) as exc:
         print(f"omninode: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -212,12 +216,8 @@ def _wait_for_signal(alive: Any) -> str:
 
 def _topics(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    try:  # the command topics follow from the task queues the charts name
-        manifest = deployment_manifest(settings, load_registry(settings))
-    except ChartError as exc:
-        for diagnostic in exc.diagnostics:
-            print(diagnostic, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    # The command topics follow from the task queues the charts name.
+    manifest = deployment_manifest(settings, load_registry(settings))
     if args.action == "list":
         print("\n".join(_topic_list(settings, manifest)))
         return 0
