@@ -195,3 +195,12 @@ def firings(timers: Iterable[ArmedTimer]) -> list[Event]:
     """What the armed timers fire (a dispatch's timeout fires whatever state armed it)."""
     fired = (timer_firing(t.workflow_type, t.instance_id, t.timer) for t in timers)
     return sorted(fired, key=repr)
+
+
+def test_a_delivered_output_is_confirmed_before_any_commit(store: InstanceStore) -> None:
+    snapshot, first = started()
+    second = raw_output(5)
+    store.save("w:i", StoredInstance(snapshot, (first, second)))
+    assert store.unconfirmed((first, second)) == (first, second)
+    store.delivered(first)  # the broker acknowledged its records: no re-send needed
+    assert store.unconfirmed((first, second)) == (second,)

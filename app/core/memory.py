@@ -54,9 +54,10 @@ class InMemoryJournal:
 
 
 class InMemoryInstanceStore:
-    """Stored instances and timers in dicts. An output is confirmed by :meth:`confirm`
-    alone (nothing else commits here). Outputs are measured by the bytes of their records,
-    a value by those and its snapshot's canonical JSON: close to what a table stores."""
+    """Stored instances and timers in dicts. An output is confirmed by :meth:`confirm`, or
+    by :meth:`delivered` (nothing else commits here). Outputs are measured by the bytes of
+    their records, a value by those and its snapshot's canonical JSON: close to what a
+    table stores."""
 
     def __init__(self) -> None:
         self.instances: dict[str, StoredInstance] = {}
@@ -89,6 +90,9 @@ class InMemoryInstanceStore:
         """Every output saved so far is confirmed (its record was handled before)."""
         self.commits += 1
         self._confirmed.update(o.source for s in self.instances.values() for o in s.outputs)
+
+    def delivered(self, output: StepOutput) -> None:
+        self._confirmed.add(output.source)
 
     def save_timers(self, key: str, snapshot: Snapshot) -> None:
         if snapshot.timers:

@@ -92,6 +92,11 @@ class InstanceStore(Protocol):
         handled before the current one (a commit: flush the producer, then commit)."""
         ...
 
+    def delivered(self, output: StepOutput) -> None:
+        """Every record of ``output`` is acknowledged by the broker: it is confirmed (never
+        needed for a re-send), though its source record may not be committed yet."""
+        ...
+
     def save_timers(self, key: str, snapshot: Snapshot) -> None:
         """Mirror the snapshot's armed timers (none: the instance has no timers left)."""
         ...

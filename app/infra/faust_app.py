@@ -67,9 +67,10 @@ class FaustOutbox:
     def topic(self, name: str) -> faust.TopicT:
         return self._topics[topics.LEGACY_NAMES.get(name, name)]
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None:
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> object:
+        """Buffered; the result is the producer's future of the record's acknowledgement."""
         headers = tracing.outgoing_headers()  # None unless OpenTelemetry records spans
-        await self.topic(topic).send(key=key, value=value, headers=headers)
+        return await self.topic(topic).send(key=key, value=value, headers=headers)
 
 
 def profile_options(settings: Settings) -> dict[str, Any]:
@@ -268,7 +269,8 @@ def _reducer_agents(
         await app.consumer.commit()
 
     store = TableInstanceStore(snapshots, timers, committed, commit)
-    reducer = Reducer(registry, store, KafkaStepOutbox(outbox), limits, partitions, metrics())
+    step_outbox = KafkaStepOutbox(outbox, delivered=store.delivered)
+    reducer = Reducer(registry, store, step_outbox, limits, partitions, metrics())
     inbound = (topics.EVENTS, topics.RESULTS)
     tables = (snapshots, timers)
     _consume(app, outbox, inbound, "reducer", 1, reducer.handle, (tables, *batch))

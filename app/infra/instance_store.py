@@ -42,10 +42,11 @@ from app.core.snapshot import Snapshot, Timer, dumps
 from app.spi.envelopes import TIMER_PREFIX
 from app.spi.errors import StoredValueTooLarge, StoreUnavailable
 from app.spi.limits import canonical_json
-from app.spi.ports import StepOutput
+from app.spi.ports import Source, StepOutput
 
 Table = MutableMapping[bytes, bytes]
 CACHE_SIZE = 10_000  # instances whose decoded value is kept
+DELIVERED_KEPT = 100_000  # outputs known acknowledged (an output lives until its next step)
 _NOTHING: dict[int, str] = {}
 
 
@@ -169,6 +170,7 @@ class TableInstanceStore:
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._fresh: dict[int, tuple[StepOutput, str]] = {}  # of outputs not saved yet
         self._last: tuple[Sequence[StepOutput], list[str]] | None = None
+        self._delivered: OrderedDict[Source, None] = OrderedDict()
 
     def load(self, key: str) -> StoredInstance | None:
         name = key.encode()
@@ -200,11 +202,23 @@ class TableInstanceStore:
         return sum(map(len, self._texts(entry, outputs))) <= OUTPUT_BYTES
 
     def unconfirmed(self, outputs: Sequence[StepOutput]) -> tuple[StepOutput, ...]:
+        delivered = self._delivered
+
         def confirmed(output: StepOutput) -> bool:
+            if output.source in delivered:
+                return True
             committed = self._committed(output.topic, output.partition)
             return committed is not None and output.offset < committed
 
         return tuple(o for o in outputs if not confirmed(o))
+
+    def delivered(self, output: StepOutput) -> None:
+        """The broker acknowledged every record of ``output``: keeping it for a re-send is
+        no longer needed (remembered in memory, for the last ``DELIVERED_KEPT`` outputs;
+        a restarted worker goes by commits alone)."""
+        self._delivered[output.source] = None
+        if len(self._delivered) > DELIVERED_KEPT:
+            self._delivered.popitem(last=False)
 
     async def confirm(self) -> None:
         await self._commit()

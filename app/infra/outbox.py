@@ -3,6 +3,8 @@ StepOutbox with the one encoding of a step's outputs (journal record, then comma
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Protocol
 
 from app.core.interpreter import StepResult
@@ -18,9 +20,10 @@ __all__ = ["KafkaStepOutbox", "Outbox", "Source", "journal_record", "send_dead_l
 
 
 class Outbox(Protocol):
-    """Where agents publish records: topic name, key, value bytes (sent, not awaited)."""
+    """Where agents publish records: topic name, key, value bytes (sent, not awaited). It
+    may return a future that resolves when the broker has acknowledged the record."""
 
-    async def send(self, topic: str, key: bytes | None, value: bytes) -> None: ...
+    async def send(self, topic: str, key: bytes | None, value: bytes) -> object: ...
 
 
 async def send_dead_letter(
@@ -108,17 +111,25 @@ def _command_topic(command: Command) -> str:
 
 
 class KafkaStepOutbox:
-    """The reducer's StepOutbox on an agent Outbox: the Faust app's producer, in workers."""
+    """The reducer's StepOutbox on an agent Outbox: the Faust app's producer, in workers.
 
-    def __init__(self, outbox: Outbox) -> None:
+    ``delivered`` (the instance store's) hears of each output once the broker has
+    acknowledged every one of its records: such an output need not be kept for a re-send.
+    """
+
+    def __init__(
+        self, outbox: Outbox, delivered: Callable[[StepOutput], None] | None = None
+    ) -> None:
         self.outbox = outbox
+        self.delivered = delivered
 
     async def send_output(self, key: str, output: StepOutput) -> None:
         name = key.encode()
-        for topic, value in output.records:
-            await self.outbox.send(topic, name, value)
+        sends = [await self.outbox.send(topic, name, value) for topic, value in output.records]
         for topic, other, value in output.routed:
-            await self.outbox.send(topic, other.encode(), value)
+            sends.append(await self.outbox.send(topic, other.encode(), value))
+        if self.delivered is not None:
+            _when_acknowledged(sends, output, self.delivered)
 
     async def send_dead_letter(
         self,
@@ -130,3 +141,26 @@ class KafkaStepOutbox:
         event: Event | None = None,
     ) -> None:
         await send_dead_letter(self.outbox, reason, stage, source, key, value, event)
+
+
+def _when_acknowledged(
+    sends: list[object], output: StepOutput, delivered: Callable[[StepOutput], None]
+) -> None:
+    """Call ``delivered(output)`` once every send's future has succeeded (never if one
+    failed or a send gave no future: the output then waits for a commit)."""
+    futures = [s for s in sends if isinstance(s, asyncio.Future)]
+    if len(futures) != len(sends) or not futures:
+        return
+    pending = {id(f) for f in futures}
+
+    def done(future: asyncio.Future[object]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            pending.clear()  # never delivered: left to the commit
+            return
+        if id(future) in pending:
+            pending.discard(id(future))
+            if not pending:
+                delivered(output)
+
+    for future in futures:
+        future.add_done_callback(done)

@@ -56,8 +56,9 @@ batch:
    first flushes the producer (changelog, journal, commands, timers and dead letters are all
    acknowledged by the broker; ``faust_transport`` makes that flush a true barrier), then
    commits the consumer offsets, then stores the table offsets in RocksDB. Stored outputs
-   whose source offset is below the committed offset are dropped at the instance's next
-   write; an unconfirmed output is never dropped.
+   whose source offset is below the committed offset, or whose every record the broker has
+   acknowledged (``KafkaStepOutbox`` tells ``store.delivered``), are dropped at the
+   instance's next write; an unconfirmed output is never dropped.
 
 A crash anywhere before step 7 commits redelivers the record (every record of its batch:
 none is acked before the batch's writes; if those writes fail, the process exits unacked).
