@@ -6,6 +6,7 @@ trip). Like Faust, the table store's commit confirms every record handled so far
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -100,8 +101,9 @@ def started(instance: str = "i", offset: int = 0) -> tuple[Snapshot, StepOutput]
 
 
 def raw_output(offset: int, size: int = 10, event_id: str | None = None) -> StepOutput:
-    """An output whose records hold ``size`` bytes of every value (0-255) in all."""
-    value = bytes(n % 256 for n in range(size))
+    """An output whose records hold ``size`` pseudo-random bytes in all (they do not
+    compress: a table stores its values compressed)."""
+    value = random.Random(offset).randbytes(size)
     records = (("journal", value[: size // 2]), ("effects", value[size // 2 :]))
     return StepOutput(event_id or f"e{offset}", "omninode.events", 1, offset, records)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zlib
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from rocksdict import Options, Rdict
 from app.core.ports import ArmedTimer, StoredInstance
 from app.core.snapshot import Timer, dumps
 from app.infra.instance_store import (
+    COMPRESSION_LEVEL,
     TableInstanceStore,
     decode_stored,
     decode_timers,
@@ -34,12 +36,20 @@ def test_the_snapshot_table_value_is_outputs_and_snapshot_in_one_json_text() -> 
     snapshot, _ = started()
     value = encode_stored(StoredInstance(snapshot, (OUTPUT, OUTPUT)))
     expected = f'{{"outputs":[{OUTPUT_JSON},{OUTPUT_JSON}],"snapshot":{dumps(snapshot)}}}'
-    assert value == expected.encode()
+    assert value == zlib.compress(expected.encode(), COMPRESSION_LEVEL)  # zlib of the text
+    assert len(value) < len(expected) * 0.8
     assert decode_stored(value) == StoredInstance(snapshot, (OUTPUT, OUTPUT))
     # The snapshot's JSON text, when the step made it, is written as it is.
-    assert encode_stored(StoredInstance(snapshot, (), '{"made":"by the step"}')).endswith(
-        b'"snapshot":{"made":"by the step"}}'
-    )
+    made = encode_stored(StoredInstance(snapshot, (), '{"made":"by the step"}'))
+    assert zlib.decompress(made).endswith(b'"snapshot":{"made":"by the step"}}')
+
+
+def test_a_value_written_before_compression_still_reads() -> None:
+    snapshot, _ = started()
+    text = f'{{"outputs":[{OUTPUT_JSON}],"snapshot":{dumps(snapshot)}}}'.encode()
+    assert decode_stored(text) == StoredInstance(snapshot, (OUTPUT,))
+    with pytest.raises(ValueError, match="neither JSON nor zlib"):
+        decode_stored(b"\x00junk")
 
 
 def test_a_value_written_before_outputs_were_stored_reads_without_outputs() -> None:
