@@ -20,7 +20,6 @@ import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 
-import faust
 from faust.types import EventT, StreamT
 
 from app.infra import batch_table, log_context, tracing
@@ -87,7 +86,3 @@ def flush(tables: Sequence[batch_table.BatchTable]) -> None:
         log.critical("omninode: cannot write the tables; exiting unacked", exc_info=True)
         logging.shutdown()
         os._exit(EX_SOFTWARE)
-
-
-def subscribe(app: faust.App, real_names: Sequence[str], name: str) -> faust.TopicT:
-    return app.topic(*real_names, key_serializer="raw", value_serializer="raw")

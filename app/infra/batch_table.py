@@ -43,7 +43,7 @@ class BatchTable(MutableMapping[bytes, bytes]):
     def __init__(self, table: Any) -> None:
         self.table = table
         self._pending: dict[bytes, tuple[object, EventT[Any] | None]] = {}
-        self.flushed_keys = 0  # keys written by the last flush (figures for the bench)
+        self.flushed_keys = 0  # keys the last flush wrote (one per touched instance)
 
     def __getitem__(self, key: bytes) -> bytes:
         pending = self._pending.get(key)

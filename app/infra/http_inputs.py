@@ -39,6 +39,11 @@ def not_found(message: str) -> HttpError:
     return HttpError(404, "not_found", message)
 
 
+def _plain(text: str, max_chars: int) -> bool:
+    """1 to ``max_chars`` characters of UTF-8 without control characters."""
+    return 0 < len(text) <= max_chars and not _CONTROL.search(text) and not utf8_problem(text)
+
+
 def workflow_name(text: str) -> str:
     if not WORKFLOW_PATTERN.fullmatch(text):
         raise not_found(f"no workflow type {text[:140]!r} (a type is [a-z][a-z0-9_]*)")
@@ -63,7 +68,7 @@ def instance_id(workflow: str, text: str, limits: Limits) -> str:
 
 
 def event_type(text: str) -> str:
-    if not text or len(text) > MAX_EVENT_TYPE or _CONTROL.search(text) or utf8_problem(text):
+    if not _plain(text, MAX_EVENT_TYPE):
         raise bad_request(
             f"not an event type: 1 to {MAX_EVENT_TYPE} characters of UTF-8 without control "
             "characters"
@@ -76,7 +81,7 @@ def idempotency_key(headers: Mapping[str, str]) -> str | None:
     key = headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not key or len(key) > MAX_IDEMPOTENCY_KEY or _CONTROL.search(key) or utf8_problem(key):
+    if not _plain(key, MAX_IDEMPOTENCY_KEY):
         raise bad_request(
             f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY} characters of UTF-8 without "
             "control characters"
@@ -165,7 +170,7 @@ def list_query(query: Mapping[str, str]) -> ListQuery:
     if status is not None and status not in STATUSES:
         raise bad_request(f"status must be one of {', '.join(STATUSES)}, not {status[:40]!r}")
     state = query.get("state") or None
-    if state is not None and (len(state) > 500 or _CONTROL.search(state) or utf8_problem(state)):
+    if state is not None and not _plain(state, 500):
         raise bad_request("state must be a state path of at most 500 characters")
     limit = positive_int(query, "limit", LIST_LIMIT_DEFAULT, LIST_LIMIT_MAX)
     cursor = query.get("cursor") or None
@@ -234,7 +239,7 @@ def letters_query(query: Mapping[str, str]) -> tuple[str | None, ListQuery]:
     if unknown:
         raise bad_request(f"unknown query parameters {unknown}")
     stage = query.get("stage") or None
-    if stage is not None and (len(stage) > 40 or _CONTROL.search(stage) or utf8_problem(stage)):
+    if stage is not None and not _plain(stage, 40):
         raise bad_request("stage must be a stage name (decode, route, step, handler, internal)")
     limit = positive_int(query, "limit", HISTORY_LIMIT_DEFAULT, HISTORY_LIMIT_MAX)
     cursor = query.get("cursor") or None
