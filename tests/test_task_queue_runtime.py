@@ -130,3 +130,22 @@ def test_queue_concurrency_is_read_per_queue_and_bounded() -> None:
     for bad in ("payments", "payments=0", "payments=257", "Pay=2", "payments=x"):
         with pytest.raises(SettingsError, match="OMNINODE_QUEUE_CONCURRENCY"):
             Settings.from_env({"OMNINODE_QUEUE_CONCURRENCY": bad})
+
+
+def test_reducer_batch_settings_are_bounded() -> None:
+    settings = Settings.from_env(
+        {"OMNINODE_REDUCER_BATCH": "1", "OMNINODE_REDUCER_BATCH_WAIT_MS": "0"}
+    )
+    assert (settings.reducer_batch, settings.reducer_batch_wait_ms) == (1, 0)
+    assert (Settings.from_env({}).reducer_batch, Settings.from_env({}).reducer_batch_wait_ms) == (
+        500,
+        5,
+    )
+    for name, bad in (
+        ("OMNINODE_REDUCER_BATCH", "0"),
+        ("OMNINODE_REDUCER_BATCH", "10001"),
+        ("OMNINODE_REDUCER_BATCH_WAIT_MS", "1001"),
+        ("OMNINODE_REDUCER_BATCH_WAIT_MS", "-1"),
+    ):
+        with pytest.raises(SettingsError, match=name):
+            Settings.from_env({name: bad})
