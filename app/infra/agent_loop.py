@@ -5,8 +5,8 @@ key and correlation in the logs and its trace context current (``handle_record``
 in a handler dead-letters that record at stage ``internal`` and the loop goes on.
 
 The batched loop takes up to ``size`` records, waiting at most ``wait_s`` for more
-(``noack_take``: nothing is acked by Faust itself), handles them in order with Faust's
-"current event" set to each, writes the tables' buffered values once per key
+(:func:`take_batches`: nothing is acked by Faust itself), handles them in order with
+Faust's "current event" set to each, writes the tables' buffered values once per key
 (:class:`app.infra.batch_table.BatchTable`), and only then acks every record of the batch.
 If the tables cannot be written, the process exits at once (status 70): acking would
 lose the batch, and an agent restarted in place would leave it unacked and the partition
@@ -15,6 +15,7 @@ stuck; a restarted worker gets the records again.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
@@ -28,6 +29,7 @@ from app.infra.outbox import Outbox, Source, send_dead_letter
 log = logging.getLogger("omninode")
 Handle = Callable[[bytes | None, bytes | None, Source], Coroutine[Any, Any, None]]
 EX_SOFTWARE = 70
+RECORDS_PER_TAKE = 500  # one-at-a-time agents: records taken from the queue at once
 
 
 async def handle_record(name: str, event: EventT[bytes], outbox: Outbox, handle: Handle) -> None:
@@ -46,14 +48,56 @@ async def handle_record(name: str, event: EventT[bytes], outbox: Outbox, handle:
 
 
 def record_loop(
-    name: str, outbox: Outbox, handle: Handle
+    name: str, outbox: Outbox, handle: Handle, concurrency: int = 1
 ) -> Callable[[StreamT[bytes]], AsyncIterator[None]]:
-    async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
-            await handle_record(name, event, outbox, handle)
+    """Each record handled and then acked on its own, at most ``concurrency`` at once.
+
+    Records are taken from the stream's queue in batches (:func:`take_batches`), so
+    Faust's per-record iterator is not paid; with ``concurrency`` 1 they are handled in
+    order, one after the other, as Faust's stream does. With more, each record runs in a
+    task of its own as soon as one of the ``concurrency`` slots is free (back-pressure:
+    nothing more is taken meanwhile), and is acked when done: Faust commits a partition
+    only up to its lowest unacked offset, so acks out of order are safe. This replaces
+    Faust's ``concurrency=N`` actors, which each pay the iterator per record.
+    """
+
+    async def one_at_a_time(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        async for events in take_batches(stream, RECORDS_PER_TAKE, 0.0):
+            for event in events:
+                await _handle_and_ack(name, stream, event, outbox, handle)
             yield None
 
-    return agent
+    async def pooled(stream: StreamT[bytes]) -> AsyncIterator[None]:
+        slots = asyncio.Semaphore(concurrency)
+        running: set[asyncio.Task[None]] = set()
+
+        async def run(event: EventT[bytes]) -> None:
+            try:
+                await _handle_and_ack(name, stream, event, outbox, handle)
+            finally:
+                slots.release()
+
+        try:
+            async for events in take_batches(stream, concurrency, 0.0):
+                for event in events:
+                    await slots.acquire()
+                    task = asyncio.create_task(run(event))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                yield None
+        finally:
+            for task in list(running):  # the agent stops: so do the records it runs
+                task.cancel()
+
+    return one_at_a_time if concurrency <= 1 else pooled
+
+
+async def _handle_and_ack(
+    name: str, stream: StreamT[bytes], event: EventT[bytes], outbox: Outbox, handle: Handle
+) -> None:
+    with batch_table.handling(event):  # table writes go to the record's partition
+        await handle_record(name, event, outbox, handle)
+    await ack(stream, (event,))
 
 
 def batch_loop(
@@ -65,17 +109,82 @@ def batch_loop(
     wait_s: float,
 ) -> Callable[[StreamT[bytes]], AsyncIterator[None]]:
     async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        events: list[EventT[bytes]]
-        async for events in stream.noack_take(size, wait_s):  # type: ignore[attr-defined]
+        async for events in take_batches(stream, size, wait_s):
             for event in events:
                 with batch_table.handling(event):
                     await handle_record(name, event, outbox, handle)
             flush(tables)
-            for event in events:
-                await stream.ack(event)
+            await ack(stream, events)
             yield None
 
     return agent
+
+
+async def take_batches(
+    stream: StreamT[bytes], size: int, wait_s: float
+) -> AsyncIterator[list[EventT[bytes]]]:
+    """The records of ``stream``'s channel in batches, tracked for acking but not acked.
+
+    Faust's stream iterator (which ``take``/``noack_take`` build on) runs per record: a
+    pass through the event loop, sensors, processors and the current-event variable.
+    This reads the channel's queue directly and does, per batch, what the iterator does
+    per record and what offset commits depend on: drop records of an older consumer
+    generation or taken while flow control is suspended (acked, as Faust does), and
+    track the rest as unacked, so no commit passes them before :func:`ack`.
+    """
+    app, queue = stream.app, stream.channel.queue  # type: ignore[attr-defined]
+    consumer, acking_topics = app.consumer, app.topics.acking_topics
+    on_message_in = app.sensors.on_message_in  # Faust's monitor: read offsets (lag)
+    while not stream.should_stop:
+        try:
+            taken = await _take(queue, size, wait_s)
+        except StopAsyncIteration:  # thrown into the queue when the agent stops (as Faust's)
+            return
+        generation, active = app.consumer_generation_id, app.flow_control.is_active()
+        batch: list[EventT[bytes]] = []
+        for event in taken:
+            message = event.message
+            if not active or message.generation_id != generation:
+                event.ack()
+                continue
+            if message.topic in acking_topics and not message.tracked:
+                message.tracked = True
+                consumer.unacked.add(message)
+                on_message_in(message.tp, message.offset, message)
+            batch.append(event)
+        if batch:
+            yield batch
+
+
+async def _take(queue: Any, size: int, wait_s: float) -> list[Any]:
+    """The first record when there is one, then what is queued, waiting at most
+    ``wait_s`` for the rest of ``size``."""
+    taken = [await queue.get()]
+    deadline: float | None = None
+    loop = asyncio.get_running_loop()
+    while len(taken) < size:
+        if not queue.empty():
+            taken.append(queue.get_nowait())
+            continue
+        if deadline is None:
+            deadline = loop.time() + wait_s
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            break
+        try:
+            taken.append(await asyncio.wait_for(queue.get(), remaining))
+        except TimeoutError:
+            break
+    return taken
+
+
+async def ack(stream: StreamT[bytes], events: Sequence[EventT[bytes]]) -> None:
+    """Ack each record (Faust's last reference to a message acks it with the consumer)."""
+    on_message_out = stream.app.sensors.on_message_out
+    for event in events:
+        if event.ack():
+            message = event.message
+            on_message_out(message.tp, message.offset, message)
 
 
 def flush(tables: Sequence[batch_table.BatchTable]) -> None:

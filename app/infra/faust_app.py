@@ -129,6 +129,7 @@ def build_app(
         broker=[f"{scheme}://{server.strip()}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=credentials(settings),
         store="rocksdb://",
+        TableManager="app.infra.recovery:TableManager",  # restores in chunks (recovery.py)
         **options,
     )
     outbox = FaustOutbox(app, manifest)
@@ -241,10 +242,12 @@ def _consume(
     real_names = [outbox.topic(t).get_topic_name() for t in logical]
     channel = app.topic(*real_names, key_serializer="raw", value_serializer="raw")
     if batch is None:
-        agent = agent_loop.record_loop(name, outbox, handle)
+        agent = agent_loop.record_loop(name, outbox, handle, concurrency)
     else:
         agent = agent_loop.batch_loop(name, outbox, handle, *batch)
-    app.agent(channel, name=f"omninode.{name}", concurrency=concurrency)(agent)
+    # One actor: a record loop runs its own concurrency (Faust's concurrency=N actors
+    # would each pay Faust's per-record stream iterator).
+    app.agent(channel, name=f"omninode.{name}")(agent)
 
 
 def _reducer_agents(
