@@ -125,8 +125,10 @@ def test_queue_concurrency_is_read_per_queue_and_bounded() -> None:
     charts = ChartRegistry([QUEUED])
     handlers = registry(("effect", "charge"), ("compute", "score"))
     app = build_app(Settings(queue_concurrency={"payments": 4}), charts, handlers)
-    assert app.agents["omninode.commands.payments"].concurrency == 4
-    assert app.agents["omninode.commands.ml"].concurrency == 8  # the worker's default
+    # One Faust actor per queue; the queue's concurrency is its record loop's (agent_loop).
+    assert app.agents["omninode.commands.payments"].fun.concurrency == 4  # type: ignore[attr-defined]
+    assert app.agents["omninode.commands.ml"].fun.concurrency == 8  # the worker's default  # type: ignore[attr-defined]
+    assert app.agents["omninode.commands.ml"].concurrency == 1
     for bad in ("payments", "payments=0", "payments=257", "Pay=2", "payments=x"):
         with pytest.raises(SettingsError, match="OMNINODE_QUEUE_CONCURRENCY"):
             Settings.from_env({"OMNINODE_QUEUE_CONCURRENCY": bad})
@@ -134,12 +136,12 @@ def test_queue_concurrency_is_read_per_queue_and_bounded() -> None:
 
 def test_reducer_batch_settings_are_bounded() -> None:
     settings = Settings.from_env(
-        {"OMNINODE_REDUCER_BATCH": "1", "OMNINODE_REDUCER_BATCH_WAIT_MS": "0"}
+        {"OMNINODE_REDUCER_BATCH": "1", "OMNINODE_REDUCER_BATCH_WAIT_MS": "20"}
     )
-    assert (settings.reducer_batch, settings.reducer_batch_wait_ms) == (1, 0)
+    assert (settings.reducer_batch, settings.reducer_batch_wait_ms) == (1, 20)
     assert (Settings.from_env({}).reducer_batch, Settings.from_env({}).reducer_batch_wait_ms) == (
         500,
-        5,
+        0,
     )
     for name, bad in (
         ("OMNINODE_REDUCER_BATCH", "0"),

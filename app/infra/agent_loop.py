@@ -19,6 +19,7 @@ import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from faust.types import EventT, StreamT
@@ -47,9 +48,12 @@ async def handle_record(name: str, event: EventT[bytes], outbox: Outbox, handle:
         await send_dead_letter(outbox, reason, "internal", source, message.key, message.value)
 
 
-def record_loop(
-    name: str, outbox: Outbox, handle: Handle, concurrency: int = 1
-) -> Callable[[StreamT[bytes]], AsyncIterator[None]]:
+def record_loop(name: str, outbox: Outbox, handle: Handle, concurrency: int = 1) -> RecordLoop:
+    return RecordLoop(name, outbox, handle, concurrency)
+
+
+@dataclass(frozen=True)
+class RecordLoop:
     """Each record handled and then acked on its own, at most ``concurrency`` at once.
 
     Records are taken from the stream's queue in batches (:func:`take_batches`), so
@@ -61,24 +65,32 @@ def record_loop(
     Faust's ``concurrency=N`` actors, which each pay the iterator per record.
     """
 
-    async def one_at_a_time(stream: StreamT[bytes]) -> AsyncIterator[None]:
+    name: str
+    outbox: Outbox
+    handle: Handle
+    concurrency: int = 1
+
+    def __call__(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
+        return self._in_order(stream) if self.concurrency <= 1 else self._pooled(stream)
+
+    async def _in_order(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for events in take_batches(stream, RECORDS_PER_TAKE, 0.0):
             for event in events:
-                await _handle_and_ack(name, stream, event, outbox, handle)
+                await self._handle_and_ack(stream, event)
             yield None
 
-    async def pooled(stream: StreamT[bytes]) -> AsyncIterator[None]:
-        slots = asyncio.Semaphore(concurrency)
+    async def _pooled(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
+        slots = asyncio.Semaphore(self.concurrency)
         running: set[asyncio.Task[None]] = set()
 
         async def run(event: EventT[bytes]) -> None:
             try:
-                await _handle_and_ack(name, stream, event, outbox, handle)
+                await self._handle_and_ack(stream, event)
             finally:
                 slots.release()
 
         try:
-            async for events in take_batches(stream, concurrency, 0.0):
+            async for events in take_batches(stream, self.concurrency, 0.0):
                 for event in events:
                     await slots.acquire()
                     task = asyncio.create_task(run(event))
@@ -89,15 +101,10 @@ def record_loop(
             for task in list(running):  # the agent stops: so do the records it runs
                 task.cancel()
 
-    return one_at_a_time if concurrency <= 1 else pooled
-
-
-async def _handle_and_ack(
-    name: str, stream: StreamT[bytes], event: EventT[bytes], outbox: Outbox, handle: Handle
-) -> None:
-    with batch_table.handling(event):  # table writes go to the record's partition
-        await handle_record(name, event, outbox, handle)
-    await ack(stream, (event,))
+    async def _handle_and_ack(self, stream: StreamT[bytes], event: EventT[bytes]) -> None:
+        with batch_table.handling(event):  # table writes go to the record's partition
+            await handle_record(self.name, event, self.outbox, self.handle)
+        await ack(stream, (event,))
 
 
 def batch_loop(

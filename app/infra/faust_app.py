@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import TP
+from faust.types import TP, ProducerT, StreamT
 
 from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
@@ -52,6 +52,9 @@ class FaustOutbox:
     """Sends through the app's producer without awaiting delivery (Faust flushes on commit)."""
 
     def __init__(self, app: faust.App, manifest: dict[str, TopicSpec]) -> None:
+        self._app = app
+        self._producer: ProducerT | None = None
+        self._names: dict[str, str] = {}
         self._topics = {
             name: app.topic(
                 spec.name,
@@ -68,9 +71,20 @@ class FaustOutbox:
         return self._topics[topics.LEGACY_NAMES.get(name, name)]
 
     async def send(self, topic: str, key: bytes | None, value: bytes) -> object:
-        """Buffered; the result is the producer's future of the record's acknowledgement."""
+        """Buffered; the result is the producer's future of the record's acknowledgement.
+
+        Straight to the app's producer, as Faust's ``Topic.send`` ends up doing, without
+        its per-record wrapping (a FutureMessage, send sensors, a completion callback):
+        a third of the cost of a send here. The producer's flush before each commit
+        covers these records as it covers Faust's."""
         headers = tracing.outgoing_headers()  # None unless OpenTelemetry records spans
-        return await self.topic(topic).send(key=key, value=value, headers=headers)
+        name = self._names.get(topic)
+        if name is None:
+            name = self._names[topic] = self.topic(topic).get_topic_name()
+        producer = self._producer
+        if producer is None:
+            producer = self._producer = await self._app.maybe_start_producer()
+        return await producer.send(name, key, value, None, None, headers)
 
 
 def profile_options(settings: Settings) -> dict[str, Any]:
@@ -241,6 +255,7 @@ def _consume(
     logical = (topic_names,) if isinstance(topic_names, str) else topic_names
     real_names = [outbox.topic(t).get_topic_name() for t in logical]
     channel = app.topic(*real_names, key_serializer="raw", value_serializer="raw")
+    agent: Callable[[StreamT[bytes]], AsyncIterator[None]]
     if batch is None:
         agent = agent_loop.record_loop(name, outbox, handle, concurrency)
     else:

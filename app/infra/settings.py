@@ -19,7 +19,7 @@
 | OMNINODE_QUEUES | task queues this worker serves, comma-separated | its handlers' |
 | SCHEMA_REGISTRY_URL | a Confluent-compatible schema registry: write its ids | off (hash ids) |
 | OMNINODE_REDUCER_BATCH | records per reducer batch (tables written once per key) | 500 |
-| OMNINODE_REDUCER_BATCH_WAIT_MS | longest a batch waits for more records | 5 |
+| OMNINODE_REDUCER_BATCH_WAIT_MS | longest a batch waits for more records | 0 |
 | OMNINODE_QUEUE_CONCURRENCY | per task queue, `queue=N,...` (1 to 256) | the worker's |
 | OMNINODE_WORKER_CONCURRENCY | commands a worker runs at once per agent | 8 |
 | OMNINODE_PROCESSING_GUARANTEE | at_least_once or exactly_once (transactions) | at_least_once |
@@ -85,7 +85,7 @@ class Settings:
     reducer_batch: int = 500
     api_hosts: str = ""  # OMNINODE_API_HOSTS, read by app.infra.http_guard
     queue_concurrency: Mapping[str, int] = field(default_factory=dict)
-    reducer_batch_wait_ms: int = 5
+    reducer_batch_wait_ms: int = 0
     # None: the queues of the handlers this worker registered (app.infra.queues).
     queues: frozenset[str] | None = None
     schema_registry_url: str | None = None
@@ -133,7 +133,7 @@ class Settings:
             api_hosts=env.get("OMNINODE_API_HOSTS", ""),
             queue_concurrency=_queue_concurrency(env.get("OMNINODE_QUEUE_CONCURRENCY", "")),
             reducer_batch=_bounded(env, "OMNINODE_REDUCER_BATCH", 500, 1, 10_000),
-            reducer_batch_wait_ms=_bounded(env, "OMNINODE_REDUCER_BATCH_WAIT_MS", 5, 0, 1_000),
+            reducer_batch_wait_ms=_bounded(env, "OMNINODE_REDUCER_BATCH_WAIT_MS", 0, 0, 1_000),
             queues=queues,
             schema_registry_url=env.get("SCHEMA_REGISTRY_URL", "").strip() or None,
             processing_guarantee=guarantee,
