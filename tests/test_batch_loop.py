@@ -129,6 +129,24 @@ class FakeStream:
         return self.queue.empty()
 
 
+class RunningStream(FakeStream):
+    """A stream that runs until its agent is cancelled, as Faust's do."""
+
+    @property
+    def should_stop(self) -> bool:
+        return False
+
+
+def running_agent(loop: Any, stream: FakeStream) -> asyncio.Task[None]:
+    """The agent ``loop`` over ``stream``, as Faust runs it: a task, stopped by cancelling."""
+
+    async def consume() -> None:
+        async for _ in loop(stream):
+            pass
+
+    return asyncio.create_task(consume())
+
+
 class FlushLog(BatchTable):
     def __init__(self, log: list[str]) -> None:
         super().__init__(RecordingTable())
@@ -274,12 +292,7 @@ def test_a_pooled_record_loop_runs_at_most_its_concurrency_and_acks_each_when_do
     log: list[str] = []
     events = [event(n % 2, n) for n in range(1, 9)]
 
-    class Stream(FakeStream):
-        @property
-        def should_stop(self) -> bool:  # runs until cancelled, as an agent does
-            return False
-
-    stream = Stream(events, log)
+    stream = RunningStream(events, log)
     running, most = 0, 0
 
     async def handle(key: bytes | None, value: bytes | None, source: Source) -> None:
@@ -290,13 +303,9 @@ def test_a_pooled_record_loop_runs_at_most_its_concurrency_and_acks_each_when_do
         running -= 1
 
     async def drive() -> None:
-        loop = agent_loop.record_loop("commands.default", ListOutbox(), handle, 3)
-
-        async def consume() -> None:
-            async for _ in loop(stream):  # type: ignore[arg-type]
-                pass
-
-        agent = asyncio.create_task(consume())
+        agent = running_agent(
+            agent_loop.record_loop("commands.default", ListOutbox(), handle, 3), stream
+        )
         while not all(e.acked for e in events):
             await asyncio.sleep(0.005)
         agent.cancel()
@@ -311,13 +320,7 @@ def test_a_pooled_record_loop_runs_at_most_its_concurrency_and_acks_each_when_do
 def test_a_pooled_record_loop_that_stops_cancels_its_records_and_leaves_them_unacked() -> None:
     stuck = event(0, 1)
     cancelled: list[int] = []
-
-    class Stream(FakeStream):
-        @property
-        def should_stop(self) -> bool:
-            return False
-
-    stream = Stream([stuck], [])
+    stream = RunningStream([stuck], [])
 
     async def handle(key: bytes | None, value: bytes | None, source: Source) -> None:
         try:
@@ -327,13 +330,9 @@ def test_a_pooled_record_loop_that_stops_cancels_its_records_and_leaves_them_una
             raise
 
     async def drive() -> None:
-        loop = agent_loop.record_loop("commands.default", ListOutbox(), handle, 2)
-
-        async def consume() -> None:
-            async for _ in loop(stream):  # type: ignore[arg-type]
-                pass
-
-        agent = asyncio.create_task(consume())
+        agent = running_agent(
+            agent_loop.record_loop("commands.default", ListOutbox(), handle, 2), stream
+        )
         await asyncio.sleep(0.02)
         agent.cancel()
         await asyncio.gather(agent, return_exceptions=True)
@@ -344,12 +343,7 @@ def test_a_pooled_record_loop_that_stops_cancels_its_records_and_leaves_them_una
 
 
 def test_take_batches_ends_when_faust_throws_stop_iteration_into_the_queue() -> None:
-    class Stream(FakeStream):
-        @property
-        def should_stop(self) -> bool:
-            return False
-
-    stream = Stream([])
+    stream = RunningStream([])
 
     async def drive() -> list[object]:
         async def stop_later() -> None:

@@ -95,3 +95,24 @@ def test_an_error_after_a_wait_is_the_tasks_error() -> None:
             await rest
 
     asyncio.run(main())
+
+
+def test_closing_the_rest_closes_the_coroutine() -> None:
+    closed: list[str] = []
+
+    async def waits(gate: asyncio.Event) -> None:
+        try:
+            await gate.wait()
+        finally:
+            closed.append("closed")
+
+    async def main() -> None:
+        coro = waits(asyncio.Event())
+        first = coro.send(None)  # started by hand, as eager.started does
+        rest = eager._Resumed(coro, first).__await__()
+        next(rest)  # waiting on the same future
+        rest.close()
+        first.cancel()
+
+    asyncio.run(main())
+    assert closed == ["closed"]

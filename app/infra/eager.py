@@ -43,7 +43,7 @@ class _Resumed:
         while True:
             try:
                 sent = yield waiting_on
-            except BaseException as exc:
+            except BaseException as exc:  # a cancellation, or close(): the coroutine gets it
                 try:
                     waiting_on = coro.throw(exc)
                 except StopIteration as stop:
