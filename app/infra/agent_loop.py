@@ -1,7 +1,8 @@
 """The agents' record loops: one record at a time, or (the reducer) in batches.
 
 Both feed raw records (so bad ones can be dead-lettered) to a handler, with the record's
-key and correlation in the logs and its trace context current (``handle_record``). A bug
+key and correlation in the logs, its trace context current and Faust's current event set
+to it, so table reads and writes use its partition (``handle_record``). A bug
 in a handler dead-letters that record at stage ``internal`` and the loop goes on.
 
 The batched loop takes up to ``size`` records, waiting at most ``wait_s`` for more
@@ -38,6 +39,7 @@ async def handle_record(name: str, event: EventT[bytes], outbox: Outbox, handle:
     source = (message.topic, message.partition, message.offset)
     try:
         with (
+            batch_table.handling(event),  # Faust's table reads and writes use its partition
             log_context.handling(message.key),
             tracing.consumed(f"omninode.{name}", message.headers, source),
         ):
@@ -102,8 +104,7 @@ class RecordLoop:
                 task.cancel()
 
     async def _handle_and_ack(self, stream: StreamT[bytes], event: EventT[bytes]) -> None:
-        with batch_table.handling(event):  # table writes go to the record's partition
-            await handle_record(self.name, event, self.outbox, self.handle)
+        await handle_record(self.name, event, self.outbox, self.handle)
         await ack(stream, (event,))
 
 
@@ -118,8 +119,7 @@ def batch_loop(
     async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for events in take_batches(stream, size, wait_s):
             for event in events:
-                with batch_table.handling(event):
-                    await handle_record(name, event, outbox, handle)
+                await handle_record(name, event, outbox, handle)
             flush(tables)
             await ack(stream, events)
             yield None

@@ -74,9 +74,10 @@ class FaustOutbox:
         """Buffered; the result is the producer's future of the record's acknowledgement.
 
         Straight to the app's producer, as Faust's ``Topic.send`` ends up doing, without
-        its per-record wrapping (a FutureMessage, send sensors, a completion callback):
-        a third of the cost of a send here. The producer's flush before each commit
-        covers these records as it covers Faust's."""
+        its per-record wrapping (a FutureMessage, send sensors, a completion callback),
+        which cost the reducer more than the producer's own ``send`` in its profile
+        (docs/performance.md). The producer's flush before each commit covers these
+        records as it covers Faust's."""
         headers = tracing.outgoing_headers()  # None unless OpenTelemetry records spans
         name = self._names.get(topic)
         if name is None:
