@@ -44,6 +44,7 @@ from app.infra.chart_files import import_handlers, read_chart
 from app.infra.control import new_event, send_events
 from app.infra.instance_store import decode_stored
 from app.infra.kafka_client import produce, read_topic
+from app.infra.settings import Settings
 from app.infra.wire import decode_dead_letter, decode_journal
 from app.spi.envelopes import Event, JournalRecord
 from tests.conftest import ROOT, Cluster, Deployment, make_deployment
@@ -329,11 +330,33 @@ def _check_instance(
     return live, effects
 
 
+def _settled(settings: Settings, tries: int = 20) -> tuple[list, dict[str, bytes]]:  # type: ignore[type-arg]
+    """The journal and the latest snapshots, read once no step lands between the two reads.
+
+    The workers keep running after every instance has finished: a handler's answer that
+    comes after its instance was cancelled is still applied (as an ignored step, with a
+    journal record). A step between reading the journal and reading the snapshots would
+    show a snapshot one seq ahead of its journal, so both are read again (at most ``tries``
+    times, a second apart) until every snapshot's seq is its journal's last one."""
+    for _ in range(tries):
+        journal = asyncio.run(read_topic(settings, settings.topic(topics.JOURNAL)))
+        changelog = settings.changelog_topic(topics.SNAPSHOT_TABLE)
+        snapshots = {r.key.decode(): r.value for r in asyncio.run(read_topic(settings, changelog))}
+        last_seq: dict[str, int] = defaultdict(int)
+        for record in journal:
+            key = record.key.decode()
+            last_seq[key] = max(last_seq[key], decode_journal(record.value).seq)
+        if all(decode_stored(v).snapshot.seq == last_seq[k] for k, v in snapshots.items() if v):
+            break
+        time.sleep(1.0)
+    return journal, snapshots
+
+
 def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[str, object]:
     settings = deployment.settings
     import_handlers([str(ROOT / "rss" / "handlers.py")])  # the charts' guard, for replay
     registry = ChartRegistry([read_chart(p) for p in sorted((ROOT / "rss").glob("*.yaml"))])
-    journal = asyncio.run(read_topic(settings, settings.topic(topics.JOURNAL)))
+    journal, snapshots = _settled(settings)
     by_key: dict[str, dict[int, bytes]] = defaultdict(dict)
     re_emitted = 0
     for record in journal:
@@ -342,10 +365,6 @@ def _verify(deployment: Deployment, plan: dict[str, str], ledger: Path) -> dict[
         if first is not record.value:
             re_emitted += 1
             assert first == record.value, f"{record.key!r} seq {seq}: two different records"
-    snapshots = {
-        r.key.decode(): r.value
-        for r in asyncio.run(read_topic(settings, settings.changelog_topic(topics.SNAPSHOT_TABLE)))
-    }
 
     dispatched: set[str] = set()
     children = 0
