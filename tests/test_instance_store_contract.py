@@ -25,6 +25,7 @@ from app.core.ports import (
     armed_timers,
 )
 from app.core.snapshot import Snapshot, timer_firing
+from app.infra.batch_table import BatchTable
 from app.infra.instance_store import TableInstanceStore, decode_stored
 from app.infra.outbox import step_output
 from app.spi.envelopes import Event
@@ -51,11 +52,14 @@ TIMED = chart("""
 """)
 
 
+Tables = dict[bytes, bytes] | Rdict | BatchTable
+
+
 class FaustLike:
     """Committed offsets as Faust's monitor reports them; a commit commits the offset after
     every record whose outputs were written (here: the records handled so far)."""
 
-    def __init__(self, snapshots: dict[bytes, bytes] | Rdict) -> None:
+    def __init__(self, snapshots: Tables) -> None:
         self.snapshots = snapshots
         self.offsets: dict[tuple[str, int], int] = {}
 
@@ -69,17 +73,19 @@ class FaustLike:
                 self.offsets[tp] = max(self.offsets.get(tp, 0), o.offset + 1)
 
 
-def over_tables(snapshots: dict[bytes, bytes] | Rdict, timers: dict[bytes, bytes] | Rdict):
+def over_tables(snapshots: Tables, timers: Tables) -> TableInstanceStore:
     faust = FaustLike(snapshots)
     return TableInstanceStore(snapshots, timers, faust.committed, faust.commit)
 
 
-@pytest.fixture(params=["memory", "dicts", "rocksdb"])
+@pytest.fixture(params=["memory", "dicts", "batched", "rocksdb"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InstanceStore]:
     if request.param == "memory":
         yield InMemoryInstanceStore()
     elif request.param == "dicts":
         yield over_tables({}, {})
+    elif request.param == "batched":  # the reducer's write-behind views, never flushed here
+        yield over_tables(BatchTable({}), BatchTable({}))
     else:
         snapshots, timers = (
             Rdict(str(tmp_path / name), options=Options(raw_mode=True))

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from rocksdict import Options, Rdict
 
-from app.core.ports import ArmedTimer, StoredInstance
+from app.core.ports import STORED_VALUE_BYTES, ArmedTimer, StoredInstance
 from app.core.snapshot import Timer, dumps
+from app.infra.batch_table import BatchTable
 from app.infra.instance_store import (
     COMPRESSION_LEVEL,
     TableInstanceStore,
@@ -22,7 +23,7 @@ from app.infra.instance_store import (
     encode_stored,
     encode_timers,
 )
-from app.spi.errors import StoreUnavailable
+from app.spi.errors import StoredValueTooLarge, StoreUnavailable
 from app.spi.ports import StepOutput
 from tests.test_instance_store_contract import raw_output, started
 
@@ -154,3 +155,77 @@ def test_a_table_that_fails_is_store_unavailable(tmp_path: Path) -> None:
         store.save_timers("w:i", snapshot)
     with pytest.raises(StoreUnavailable, match="cannot read from the table"):
         store.armed_timers()
+
+
+class CountingTable(dict[bytes, bytes]):
+    """A dict that counts reads of its values."""
+
+    reads = 0
+
+    def __getitem__(self, key: bytes) -> bytes:
+        self.reads += 1
+        return super().__getitem__(key)
+
+    def get(self, key: bytes, default: object = None) -> object:  # type: ignore[override]
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+
+def test_in_a_batch_a_value_is_compressed_once_when_written_and_read_back_without_the_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The reducer steps an instance several times in one batch: each step reads the value
+    the last one saved, from the batch, and only the last is compressed, at the flush."""
+    table = CountingTable()
+    snapshots = BatchTable(table)
+    store = TableInstanceStore(snapshots, BatchTable({}))
+    compressions: list[int] = []
+    real_compress = zlib.compress
+    monkeypatch.setattr(
+        zlib,
+        "compress",
+        lambda data, level: compressions.append(len(data)) or real_compress(data, level),
+    )
+    snapshot, _ = started()
+    for n in range(5):
+        loaded = store.load("w:i")
+        assert (
+            loaded is None if n == 0 else loaded == StoredInstance(snapshot, (raw_output(n - 1),))
+        )
+        store.save("w:i", StoredInstance(snapshot, (raw_output(n),)))
+    assert compressions == [] and table == {}
+    assert table.reads == 1  # the first load only: the others read the batch
+    snapshots.flush()
+    assert len(compressions) == 1
+    assert table == {b"w:i": encode_stored(StoredInstance(snapshot, (raw_output(4),)))}
+    assert store.load("w:i") == StoredInstance(snapshot, (raw_output(4),))
+    assert table.reads == 2  # after the batch the table is the truth again
+
+
+def test_a_value_read_from_the_batch_by_another_reader_is_made_then_and_written_as_made() -> None:
+    table: dict[bytes, bytes] = {}
+    snapshots = BatchTable(table)
+    store = TableInstanceStore(snapshots, {}, cache_size=1)
+    snapshot, output = started()
+    store.save("w:i", StoredInstance(snapshot, (output,)))
+    made = snapshots[b"w:i"]  # the HTTP API or a test reading through the batch
+    assert made == encode_stored(StoredInstance(snapshot, (output,)))
+    store.save("w:other", StoredInstance(snapshot))  # w:i leaves the cache
+    assert store.load("w:i") == StoredInstance(snapshot, (output,))
+    snapshots.flush()
+    assert table[b"w:i"] is made
+
+
+def test_the_cap_is_on_the_compressed_value_even_when_its_text_is_longer() -> None:
+    snapshots = BatchTable({})
+    store = TableInstanceStore(snapshots, {})
+    snapshot, _ = started()
+    repetitive = StepOutput("e", "in", 0, 1, (("journal", b"a" * STORED_VALUE_BYTES),))
+    store.save("w:i", StoredInstance(snapshot, (repetitive,)))  # its text is over the cap
+    snapshots.flush()
+    assert len(snapshots.table[b"w:i"]) < STORED_VALUE_BYTES // 100
+    with pytest.raises(StoredValueTooLarge):
+        store.save("w:i", StoredInstance(snapshot, (raw_output(9, STORED_VALUE_BYTES),)))
+    assert store.load("w:i") == StoredInstance(snapshot, (repetitive,))

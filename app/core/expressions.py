@@ -5,7 +5,10 @@ nothing is ever handed to Python's ``eval``. Each expression sees two variables,
 instance data) and ``event`` (``type``, ``payload``, ``id``, ``occurred_at``), and may call
 ``in_state("dotted.path")`` (RSS v1.1, SCXML ``In()``). That function is bound per step, and
 only for the expressions that call it: the others run on a plain dict of variables, which
-the CEL binding evaluates faster than a ``cel.Context``.
+the CEL binding evaluates faster than a ``cel.Context``. An expression is given only the
+variables it names: the binding converts every variable it is handed, on every run, and
+``event`` costs most of the run of an expression such as ``data.count + 1``
+(docs/performance.md).
 """
 
 from __future__ import annotations
@@ -43,15 +46,18 @@ class Expr:
     program: Any = field(compare=False, repr=False)
     # The paths named by its ``in_state("...")`` calls (checked against the chart at load).
     state_paths: tuple[str, ...] = ()
+    # The variables it names (comprehension variables included: they are never given).
+    names: tuple[str, ...] = ()
 
     def evaluate(self, variables: Mapping[str, Any], in_state: StatePredicate | None = None) -> Any:
         """Run the expression; any failure becomes :class:`StepFailure` with the reason.
         ``in_state`` answers the expression's ``in_state()`` calls, if it makes any."""
+        named = {name: variables[name] for name in self.names if name in variables}
         try:
             if self.state_paths and in_state is not None:
-                context = cel.Context(variables=dict(variables), functions={"in_state": in_state})
+                context = cel.Context(variables=named, functions={"in_state": in_state})
                 return self.program.execute(context)
-            return self.program.execute(variables)
+            return self.program.execute(named)
         except Exception as exc:  # the CEL runtime raises several builtin types
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             raise StepFailure(
@@ -67,7 +73,13 @@ def compile_expr(source: str, line: int) -> Expr:
         program = cel.compile(source)
     except Exception as exc:  # the binding raises ValueError for syntax errors
         raise CelSyntaxError(_syntax_message(source, str(exc))) from exc
-    return Expr(source=source, line=line, program=program, state_paths=_in_state_paths(source))
+    return Expr(
+        source=source,
+        line=line,
+        program=program,
+        state_paths=_in_state_paths(source),
+        names=tuple(program.variables()),
+    )
 
 
 def _in_state_paths(source: str) -> tuple[str, ...]:

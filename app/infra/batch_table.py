@@ -5,6 +5,10 @@ Within a batch, writes go to a buffer (the last value of each key wins, a delete
 :meth:`BatchTable.flush` then writes each touched key once: one RocksDB write and one
 changelog record per instance per batch, however many of its records the batch held.
 
+A value can also be given as a function that makes it (:meth:`BatchTable.set_deferred`):
+it is called when the value is first read or written, so an instance stepped several
+times in a batch has its value encoded once, for the write.
+
 Faust's table picks the RocksDB partition and the changelog partition of a write (and the
 partition read from) from "the current event", a context variable its streams set per
 record. In a batch that is not the record being handled, so :func:`handling` sets it to
@@ -17,7 +21,7 @@ is Faust's own variable; a test on the broker checks the partitions (test_batch_
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,7 +56,7 @@ class BatchTable(MutableMapping[bytes, bytes]):
             return value
         if pending[0] is _DELETED:
             raise KeyError(key)
-        return pending[0]  # type: ignore[return-value]
+        return self._made(key, pending)
 
     def get(self, key: bytes, default: Any = None) -> Any:
         try:
@@ -72,6 +76,24 @@ class BatchTable(MutableMapping[bytes, bytes]):
     def __delitem__(self, key: bytes) -> None:
         self._pending[key] = (_DELETED, _event())
 
+    def set_deferred(self, key: bytes, value: Callable[[], bytes]) -> None:
+        """Write the value ``value()`` makes, called once, when it is first needed."""
+        self._pending[key] = (value, _event())
+
+    def pending(self, key: bytes) -> object:
+        """What this batch wrote to ``key`` as given (a value, or the function that makes
+        it); None if nothing."""
+        pending = self._pending.get(key)
+        return None if pending is None or pending[0] is _DELETED else pending[0]
+
+    def _made(self, key: bytes, pending: tuple[object, EventT[Any] | None]) -> bytes:
+        value, event = pending
+        if callable(value):
+            value = value()
+            self._pending[key] = (value, event)
+        assert isinstance(value, bytes)
+        return value
+
     def __iter__(self) -> Iterator[bytes]:
         return iter(dict(self.items()))
 
@@ -81,15 +103,18 @@ class BatchTable(MutableMapping[bytes, bytes]):
     def items(self) -> Any:
         """The table's items with the buffer applied (the timer scan reads these)."""
         merged = dict(self.table.items())
-        for key, (value, _) in self._pending.items():
-            if value is _DELETED:
+        for key, pending in list(self._pending.items()):
+            if pending[0] is _DELETED:
                 merged.pop(key, None)
             else:
-                merged[key] = value
+                merged[key] = self._made(key, pending)
         return merged.items()
 
     def flush(self) -> None:
         """Write each buffered key once, with the event that last wrote it current."""
+        for key, entry in list(self._pending.items()):
+            if entry[0] is not _DELETED:
+                self._made(key, entry)  # every value made before any is written
         pending, self._pending = self._pending, {}
         for key, (value, event) in pending.items():
             with handling(event) if event is not None else _nothing():

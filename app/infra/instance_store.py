@@ -31,7 +31,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from app.core.ports import (
     OUTPUT_BYTES,
@@ -159,11 +159,31 @@ async def _cannot_commit() -> None:
 class _Entry:
     """An instance's value as last read or written, decoded, with the JSON texts of its
     outputs by object id (each output is stored again with every later step of its
-    instance; ``stored`` keeps the objects, so their ids are not reused meanwhile)."""
+    instance; ``stored`` keeps the objects, so their ids are not reused meanwhile).
 
-    raw: bytes
+    A value written in a batch is compressed when the batch is written (``__call__``,
+    the :class:`DeferringTable` calls it): an instance stepped several times in one batch
+    is compressed once. Until then ``raw`` is None and ``text`` holds the JSON text."""
+
+    raw: bytes | None
     stored: StoredInstance
     texts: dict[int, str]
+    text: bytes | None = None
+
+    def __call__(self) -> bytes:
+        if self.raw is None:
+            assert self.text is not None
+            self.raw, self.text = zlib.compress(self.text, COMPRESSION_LEVEL), None
+        return self.raw
+
+
+@runtime_checkable
+class DeferringTable(Protocol):
+    """A table that takes a value to be made when it is written (``BatchTable``)."""
+
+    def set_deferred(self, key: bytes, value: Callable[[], bytes]) -> None: ...
+
+    def pending(self, key: bytes) -> object: ...
 
 
 class TableInstanceStore:
@@ -188,14 +208,19 @@ class TableInstanceStore:
         self._fresh: dict[int, tuple[StepOutput, str]] = {}  # of outputs not saved yet
         self._last: tuple[Sequence[StepOutput], list[str]] | None = None
         self._delivered: OrderedDict[Source, None] = OrderedDict()
+        self._deferring = snapshots if isinstance(snapshots, DeferringTable) else None
 
     def load(self, key: str) -> StoredInstance | None:
         name = key.encode()
+        entry = self._cache.get(name)
+        deferring = self._deferring
+        if entry is not None and deferring is not None and deferring.pending(name) is entry:
+            self._cache.move_to_end(name)  # written earlier in this batch, by this store
+            return entry.stored
         raw = self._get(self.snapshots, name)
         if raw is None:
             return None
-        entry = self._cache.get(name)
-        if entry is not None and entry.raw == raw:
+        if entry is not None and entry.raw is not None and entry.raw == raw:
             self._cache.move_to_end(name)
             return entry.stored
         stored = decode_stored(raw)
@@ -205,7 +230,13 @@ class TableInstanceStore:
     def save(self, key: str, stored: StoredInstance) -> None:
         name = key.encode()
         entry = self._encode(name, stored)
-        self._set(self.snapshots, name, entry.raw)
+        if self._deferring is not None and entry.raw is None:
+            try:
+                self._deferring.set_deferred(name, entry)
+            except Exception as exc:
+                raise _unavailable("write to", exc) from exc
+        else:
+            self._set(self.snapshots, name, entry())
         self._remember(name, entry)
         self._fresh.clear()
 
@@ -259,18 +290,25 @@ class TableInstanceStore:
         return [armed for _, value in rows for armed in decode_timers(value)]
 
     def _encode(self, name: bytes, stored: StoredInstance) -> _Entry:
-        """The entry of ``stored``; the loaded value itself keeps its bytes. Raises
-        StoredValueTooLarge over ``STORED_VALUE_BYTES``."""
+        """The entry of ``stored`` (the loaded value itself keeps its bytes), not yet
+        compressed. Raises StoredValueTooLarge over ``STORED_VALUE_BYTES``: the text's
+        length bounds the compressed size, so only a text near the cap is compressed
+        here to be measured."""
         entry = self._cache.get(name)
-        if entry is None or entry.stored is not stored:
-            texts = self._texts(entry, stored.outputs)
-            memo = dict(zip(map(id, stored.outputs), texts, strict=True))
-            entry = _Entry(_value(stored, texts), stored, memo)
-        if len(entry.raw) > STORED_VALUE_BYTES:
-            raise StoredValueTooLarge(
-                f"stored value of {len(entry.raw)} bytes is over {STORED_VALUE_BYTES}: "
-                "OMNINODE_MAX_SNAPSHOT_BYTES is set higher than Kafka's request limit allows"
-            )
+        if entry is not None and entry.stored is stored:
+            return entry
+        texts = self._texts(entry, stored.outputs)
+        memo = dict(zip(map(id, stored.outputs), texts, strict=True))
+        entry = _Entry(None, stored, memo, value_text(stored, texts))
+        assert entry.text is not None
+        if len(entry.text) + _zlib_overhead(len(entry.text)) > STORED_VALUE_BYTES:
+            size = len(entry())
+            if size > STORED_VALUE_BYTES:
+                raise StoredValueTooLarge(
+                    f"stored value of {size} bytes is over {STORED_VALUE_BYTES}: "
+                    "OMNINODE_MAX_SNAPSHOT_BYTES is set higher than Kafka's request limit "
+                    "allows"
+                )
         return entry
 
     def _texts(self, entry: _Entry | None, outputs: Sequence[StepOutput]) -> list[str]:
@@ -310,6 +348,11 @@ class TableInstanceStore:
             table[name] = value
         except Exception as exc:
             raise _unavailable("write to", exc) from exc
+
+
+def _zlib_overhead(size: int) -> int:
+    """The most zlib's compression adds to ``size`` bytes (zlib.h's ``compressBound``)."""
+    return (size >> 12) + (size >> 14) + (size >> 25) + 13
 
 
 def _unavailable(action: str, exc: Exception) -> StoreUnavailable:

@@ -19,7 +19,8 @@ batch:
    undecodable record, or a key that is not the event's ``workflowType:instanceId`` is sent
    to dead letters with the reason; nothing else happens. (An unknown workflow type is
    dead-lettered at step 3, where a refused child ``$start`` also answers its parent.)
-2. Read the instance's stored value (``store.load``; the RocksDB snapshot table): its
+2. Read the instance's stored value (``store.load``; the value an earlier record of the
+   batch saved, else the RocksDB snapshot table): its
    snapshot and the outputs of its recent steps whose source offsets may not be committed
    yet (absent: a new instance).
 3. Run the pure step held to the chart's limits (``bounded_step``, through the router). It
@@ -52,7 +53,7 @@ batch:
    (``store.save_timers``; the row is deleted when none are left).
 7. After the batch's last record, write each instance's buffered value and timers once (one
    RocksDB write and one changelog record per instance per batch, on the instance's
-   partition), then ack every record of the batch. Faust commits on its commit interval: it
+   partition; a value is compressed here, so once per instance per batch), then ack every record of the batch. Faust commits on its commit interval: it
    first flushes the producer (changelog, journal, commands, timers and dead letters are all
    acknowledged by the broker; ``faust_transport`` makes that flush a true barrier), then
    commits the consumer offsets, then stores the table offsets in RocksDB. Stored outputs
