@@ -14,7 +14,7 @@ from app.infra import topics
 from app.infra.control import new_event, wait_for
 from app.infra.kafka_client import read_topic
 from app.infra.reducer_agent import partition_of
-from app.infra.wire import encode_event
+from app.infra.wire import decode_journal, encode_event
 from tests.conftest import TEST_PARTITIONS, Cluster, make_deployment
 
 pytestmark = pytest.mark.kafka
@@ -83,6 +83,14 @@ def run_and_restore(deployment, ids, events, produce) -> None:  # type: ignore[n
         assert record.partition == partition_of(record.key, TEST_PARTITIONS)
     writes = Counter(r.key for r in changelog)
     assert sum(writes.values()) < len(events)  # coalesced: fewer writes than events
+    # The journal went in producer batches per partition: on each key's partition, and
+    # in order with gapless seqs per instance.
+    seqs: dict[bytes, list[int]] = {}
+    for record in deployment.run(read_topic(settings, settings.topic(topics.JOURNAL))):
+        assert record.key is not None
+        assert record.partition == partition_of(record.key, TEST_PARTITIONS)
+        seqs.setdefault(record.key, []).append(decode_journal(record.value).seq)
+    assert seqs == {f"counter:{i}".encode(): list(range(1, PINGS + 2)) for i in ids}
     first.stop()
 
     second = deployment.worker("b", OMNINODE_ROLES="reducer")  # empty data dir: restores

@@ -5,6 +5,8 @@ every record handled, then the tables written, then the batch acked."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -15,6 +17,7 @@ from faust.streams import current_event
 from app.infra import agent_loop
 from app.infra.batch_table import BatchTable, handling
 from app.infra.outbox import Source
+from app.infra.send_batches import SendFailed
 from tests.helpers import ListOutbox
 
 
@@ -219,6 +222,80 @@ def test_tables_that_cannot_be_written_end_the_process_unacked(
     with pytest.raises(SystemExit):
         asyncio.run(drive())
     assert exits == [70] and log == []  # nothing acked
+
+
+def sending_logged(log: list[str], fail: bool = False) -> Any:
+    @contextlib.asynccontextmanager
+    async def sending() -> AsyncIterator[None]:
+        log.append("batching")
+        yield
+        if fail:
+            raise SendFailed("cannot send to journal[0]: KafkaTimeoutError()")
+        log.append("handed to the producer")
+
+    return sending
+
+
+def test_a_batch_s_sends_are_handed_to_the_producer_before_its_tables_and_acks() -> None:
+    log: list[str] = []
+    table = FlushLog(log)
+
+    async def handle(key: bytes | None, value: bytes | None, source: Source) -> None:
+        log.append(f"handle {source[2]}")
+
+    stream = FakeStream([event(0, 1), event(1, 2)], log)
+    loop = agent_loop.batch_loop(
+        "reducer", ListOutbox(), handle, [table], 2, 0.0, sending=sending_logged(log)
+    )
+
+    async def drive() -> None:
+        async for _ in loop(stream):  # type: ignore[arg-type]
+            pass
+
+    asyncio.run(drive())
+    assert log == [
+        "batching",
+        "handle 1",
+        "handle 2",
+        "handed to the producer",
+        "flush",
+        "ack 1",
+        "ack 2",
+    ]
+
+
+def test_sends_the_producer_refuses_end_the_process_unacked(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exits: list[int] = []
+
+    def fake_exit(status: int) -> None:
+        exits.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr(agent_loop.os, "_exit", fake_exit)
+    log: list[str] = []
+
+    async def handle(key: bytes | None, value: bytes | None, source: Source) -> None:
+        log.append(f"handle {source[2]}")
+
+    loop = agent_loop.batch_loop(
+        "reducer",
+        ListOutbox(),
+        handle,
+        [FlushLog(log)],
+        10,
+        0.0,
+        sending=sending_logged(log, fail=True),
+    )
+
+    async def drive() -> None:
+        async for _ in loop(FakeStream([event(0, 1)], log)):  # type: ignore[arg-type]
+            pass
+
+    with pytest.raises(SystemExit):
+        asyncio.run(drive())
+    assert exits == [70] and log == ["batching", "handle 1"]  # no table write, nothing acked
 
 
 def test_take_batches_tracks_what_it_yields_and_acks_what_it_skips() -> None:

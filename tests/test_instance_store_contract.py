@@ -73,9 +73,13 @@ class FaustLike:
                 self.offsets[tp] = max(self.offsets.get(tp, 0), o.offset + 1)
 
 
-def over_tables(snapshots: Tables, timers: Tables) -> TableInstanceStore:
+def over_tables(
+    snapshots: Tables, timers: Tables, cache_is_current: bool = False
+) -> TableInstanceStore:
     faust = FaustLike(snapshots)
-    return TableInstanceStore(snapshots, timers, faust.committed, faust.commit)
+    return TableInstanceStore(
+        snapshots, timers, faust.committed, faust.commit, cache_is_current=cache_is_current
+    )
 
 
 @pytest.fixture(params=["memory", "dicts", "batched", "rocksdb"])
@@ -84,8 +88,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[InstanceSt
         yield InMemoryInstanceStore()
     elif request.param == "dicts":
         yield over_tables({}, {})
-    elif request.param == "batched":  # the reducer's write-behind views, never flushed here
-        yield over_tables(BatchTable({}), BatchTable({}))
+    elif request.param == "batched":  # as the reducer has it: write-behind views (never
+        # flushed here) and a cache trusted to be the table's
+        yield over_tables(BatchTable({}), BatchTable({}), cache_is_current=True)
     else:
         snapshots, timers = (
             Rdict(str(tmp_path / name), options=Options(raw_mode=True))

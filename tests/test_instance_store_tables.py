@@ -229,3 +229,18 @@ def test_the_cap_is_on_the_compressed_value_even_when_its_text_is_longer() -> No
     with pytest.raises(StoredValueTooLarge):
         store.save("w:i", StoredInstance(snapshot, (raw_output(9, STORED_VALUE_BYTES),)))
     assert store.load("w:i") == StoredInstance(snapshot, (repetitive,))
+
+
+def test_a_store_whose_cache_is_current_reads_the_table_again_only_after_forget() -> None:
+    """The reducer's store: every write goes through it, and a rebalance calls forget."""
+    table = CountingTable()
+    store = TableInstanceStore(table, {}, cache_is_current=True)
+    snapshot, output = started()
+    store.save("w:i", StoredInstance(snapshot, (output,)))
+    for _ in range(3):
+        assert store.load("w:i") == StoredInstance(snapshot, (output,))
+    assert table.reads == 0
+    table[b"w:i"] = encode_stored(StoredInstance(snapshot, (OUTPUT,)))  # a restore
+    store.forget()
+    assert store.load("w:i") == StoredInstance(snapshot, (OUTPUT,))
+    assert table.reads == 1

@@ -17,9 +17,11 @@ stuck; a restarted worker gets the records again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,7 @@ from faust.types import EventT, StreamT
 
 from app.infra import batch_table, log_context, tracing
 from app.infra.outbox import Outbox, Source, send_dead_letter
+from app.infra.send_batches import SendFailed
 
 log = logging.getLogger("omninode")
 Handle = Callable[[bytes | None, bytes | None, Source], Coroutine[Any, Any, None]]
@@ -115,11 +118,19 @@ def batch_loop(
     tables: Sequence[batch_table.BatchTable],
     size: int,
     wait_s: float,
+    sending: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
 ) -> Callable[[StreamT[bytes]], AsyncIterator[None]]:
+    """``sending`` wraps the handling of each batch: the outbox's ``batched`` hands the
+    batch's records to the producer as it ends, before the tables are written."""
+
     async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for events in take_batches(stream, size, wait_s):
-            for event in events:
-                await handle_record(name, event, outbox, handle)
+            try:
+                async with sending():
+                    for event in events:
+                        await handle_record(name, event, outbox, handle)
+            except SendFailed:
+                _exit_unacked("cannot hand the batch's records to the producer")
             flush(tables)
             await ack(stream, events)
             yield None
@@ -199,6 +210,10 @@ def flush(tables: Sequence[batch_table.BatchTable]) -> None:
         for table in tables:
             table.flush()
     except Exception:
-        log.critical("omninode: cannot write the tables; exiting unacked", exc_info=True)
-        logging.shutdown()
-        os._exit(EX_SOFTWARE)
+        _exit_unacked("cannot write the tables")
+
+
+def _exit_unacked(why: str) -> None:
+    log.critical("omninode: %s; exiting unacked", why, exc_info=True)
+    logging.shutdown()
+    os._exit(EX_SOFTWARE)

@@ -87,6 +87,11 @@ class Producer(driver.Producer):
         self.buffer = DeliveryBarrierBuffer(loop=self.loop, beacon=self.beacon)
         self.buffer.app = self.app
 
+    def aiokafka_producer(self) -> Any:
+        """The aiokafka producer this one sends through (``send_batches`` appends to its
+        batches)."""
+        return self._ensure_producer()
+
     async def commit_transactions(
         self,
         tid_to_offset_map: Mapping[str, Mapping[TP, int]],

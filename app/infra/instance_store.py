@@ -196,12 +196,19 @@ class TableInstanceStore:
         committed: Callable[[str, int], int | None] = _never_committed,
         commit: Callable[[], Awaitable[object]] = _cannot_commit,
         cache_size: int = CACHE_SIZE,
+        cache_is_current: bool = False,
     ) -> None:
+        """``cache_is_current``: every write to the snapshot table goes through this store
+        until :meth:`forget` is called, so a cached value is the table's and is used
+        without reading the table (the reducer's store: Faust's restores run within
+        rebalances, which call ``forget``). Otherwise a cached value is used only if
+        the table still holds its bytes."""
         self.snapshots = snapshots
         self.timers = timers
         self._committed = committed
         self._commit = commit
         self._cache_size = cache_size
+        self._cache_is_current = cache_is_current
         # Decoded values of the instances touched last, so a hot instance's value is
         # neither parsed nor encoded again on every event; a hit needs equal bytes.
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
@@ -213,9 +220,8 @@ class TableInstanceStore:
     def load(self, key: str) -> StoredInstance | None:
         name = key.encode()
         entry = self._cache.get(name)
-        deferring = self._deferring
-        if entry is not None and deferring is not None and deferring.pending(name) is entry:
-            self._cache.move_to_end(name)  # written earlier in this batch, by this store
+        if entry is not None and (self._cache_is_current or self._saved_in_batch(name, entry)):
+            self._cache.move_to_end(name)
             return entry.stored
         raw = self._get(self.snapshots, name)
         if raw is None:
@@ -226,6 +232,16 @@ class TableInstanceStore:
         stored = decode_stored(raw)
         self._remember(name, _Entry(raw, stored, {}))
         return stored
+
+    def forget(self) -> None:
+        """Drop every cached value: the table may have changed under the store (a
+        rebalance restores partitions from their changelogs)."""
+        self._cache.clear()
+        self._last = None
+
+    def _saved_in_batch(self, name: bytes, entry: _Entry) -> bool:
+        deferring = self._deferring
+        return deferring is not None and deferring.pending(name) is entry
 
     def save(self, key: str, stored: StoredInstance) -> None:
         name = key.encode()

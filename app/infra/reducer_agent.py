@@ -48,12 +48,16 @@ batch:
 5. Send the journal record (key, seq), then the step's commands to their topics, then its
    events for other instances, each with its own key: a child's ``$start`` or ``$cancel``
    on the events topic, the answer to a parent on the results topic
-   (``outbox.send_output``). Sends are buffered by the producer, never awaited one by one.
+   (``outbox.send_output``). Sends are never awaited one by one: during a batch they are
+   appended to one producer batch per topic partition (``send_batches``); a commit
+   within the batch (step 4, 4') hands what was appended to the producer first.
 6. Write the instance's armed timers to the timer table when they changed
    (``store.save_timers``; the row is deleted when none are left).
-7. After the batch's last record, write each instance's buffered value and timers once (one
-   RocksDB write and one changelog record per instance per batch, on the instance's
-   partition; a value is compressed here, so once per instance per batch), then ack every record of the batch. Faust commits on its commit interval: it
+7. After the batch's last record: hand the batch's records to the producer (if it refuses
+   them, the process exits unacked); write each instance's buffered value and timers once
+   (one RocksDB write and one changelog record per instance per batch, on the instance's
+   partition; a value is compressed here, so once per instance per batch); then ack every
+   record of the batch. Faust commits on its commit interval: it
    first flushes the producer (changelog, journal, commands, timers and dead letters are all
    acknowledged by the broker; ``faust_transport`` makes that flush a true barrier), then
    commits the consumer offsets, then stores the table offsets in RocksDB. Stored outputs
@@ -62,7 +66,8 @@ batch:
    instance's next write; an unconfirmed output is never dropped.
 
 A crash anywhere before step 7 commits redelivers the record (every record of its batch:
-none is acked before the batch's writes; if those writes fail, the process exits unacked).
+none is acked before the batch's sends and writes; if either fails, the process exits
+unacked).
 If the value of step 4 was lost too, the event is applied again from the previous snapshot
 and gives the same seq, the same journal record and the same command ids (the reducer is
 deterministic). If it survived, step 3 re-sends what step 5 and 6 may have lost. Downstream
@@ -215,7 +220,8 @@ class Reducer:
         if before is None or before.timers != after.timers:
             self.store.save_timers(instance, after)
         self.stats.applied += 1
-        # 7. The batch loop writes the buffered tables, then acks the batch.
+        # 7. The batch loop hands the batch's sends to the producer, writes the buffered
+        # tables, then acks the batch.
 
     def _observe(self, event: Event, result: StepResult, seconds: float) -> None:
         metrics = self.metrics
