@@ -236,7 +236,7 @@ def sending_logged(log: list[str], fail: bool = False) -> Any:
     return sending
 
 
-def test_a_batch_s_sends_are_handed_to_the_producer_before_its_tables_and_acks() -> None:
+def test_a_batch_s_tables_are_written_then_its_sends_handed_over_then_it_is_acked() -> None:
     log: list[str] = []
     table = FlushLog(log)
 
@@ -257,8 +257,8 @@ def test_a_batch_s_sends_are_handed_to_the_producer_before_its_tables_and_acks()
         "batching",
         "handle 1",
         "handle 2",
-        "handed to the producer",
         "flush",
+        "handed to the producer",
         "ack 1",
         "ack 2",
     ]
@@ -295,7 +295,7 @@ def test_sends_the_producer_refuses_end_the_process_unacked(
 
     with pytest.raises(SystemExit):
         asyncio.run(drive())
-    assert exits == [70] and log == ["batching", "handle 1"]  # no table write, nothing acked
+    assert exits == [70] and log == ["batching", "handle 1", "flush"]  # nothing acked
 
 
 def test_take_batches_tracks_what_it_yields_and_acks_what_it_skips() -> None:

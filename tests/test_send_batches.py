@@ -5,15 +5,19 @@ test_kafka_runtime) run them against the real producer."""
 from __future__ import annotations
 
 import asyncio
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from aiokafka.errors import KafkaTimeoutError
 from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.record.default_records import DefaultRecordBatch
+from faust.types import TP
 
+from app.infra.batch_table import BatchTable, handling
 from app.infra.kafka_client import partition_for
-from app.infra.send_batches import BATCHED_RECORD_BYTES, SendBatches, SendFailed
+from app.infra.send_batches import BATCHED_RECORD_BYTES, SendBatches, SendFailed, sending_in
+from tests.test_batch_loop import RecordingTable, event
 
 BATCH_BYTES = 1_000
 
@@ -144,3 +148,72 @@ def test_a_refused_batch_fails_its_records_and_every_later_submit() -> None:
         assert producer.sent == []
 
     run(scenario())
+
+
+class Store(RecordingTable):
+    """A Faust table's store: writes with the current event's partition, kept offsets."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.persisted: dict[TP, int] = {}
+
+    def set_persisted_offset(self, tp: TP, offset: int) -> None:
+        self.persisted[tp] = offset
+
+
+class FaustTable(RecordingTable):
+    """What BatchTable uses of a Faust table: its store, its changelog topic, and its own
+    writes (a send per record), which the batch's sends replace."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data = Store()
+        self.changelog_topic = SimpleNamespace(get_topic_name=lambda: "app-snapshots-changelog")
+
+
+def test_a_faust_table_s_batch_writes_its_store_and_sends_its_changelog_with_the_batch() -> None:
+    async def scenario() -> None:
+        producer = Producer({"app-snapshots-changelog": 8})
+        batches = SendBatches(producer)  # type: ignore[arg-type]
+        faust_table = FaustTable()
+        faust_table.data[b"old"] = b"0"
+        table = BatchTable(faust_table)
+        with handling(event(3, 1, b"a")):  # type: ignore[arg-type]
+            table[b"a"] = b"1"
+            table[b"big"] = b"x" * BATCHED_RECORD_BYTES
+        with handling(event(5, 2, b"old")):  # type: ignore[arg-type]
+            del table[b"old"]
+        with sending_in(batches):
+            table.flush()
+        assert faust_table.data.writes == [
+            (b"old", b"0", None),
+            (b"a", b"1", 3),
+            (b"old", None, 5),
+        ]
+        # too large for a batch: written and sent by the Faust table itself
+        assert faust_table.writes == [(b"big", b"x" * BATCHED_RECORD_BYTES, 3)]
+        await batches.submit()
+        sent = [(t, p, records) for t, p, records, _ in producer.sent]
+        assert sent == [
+            ("app-snapshots-changelog", 3, [(b"a", b"1")]),
+            ("app-snapshots-changelog", 5, [(b"old", None)]),  # a tombstone
+        ]
+        assert faust_table.data.persisted == {}  # not acknowledged yet
+        producer.answers[0].set_result(SimpleNamespace(offset=40))
+        producer.answers[1].set_result(SimpleNamespace(offset=7))
+        await asyncio.sleep(0)
+        assert faust_table.data.persisted == {
+            TP("app-snapshots-changelog", 3): 40,
+            TP("app-snapshots-changelog", 5): 7,
+        }
+
+    run(scenario())
+
+
+def test_without_batched_sends_a_batch_writes_through_the_faust_table() -> None:
+    faust_table = FaustTable()
+    table = BatchTable(faust_table)
+    with handling(event(2, 1, b"a")):  # type: ignore[arg-type]
+        table[b"a"] = b"1"
+    table.flush()
+    assert faust_table.writes == [(b"a", b"1", 2)] and faust_table.data.writes == []

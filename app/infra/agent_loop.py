@@ -8,8 +8,10 @@ in a handler dead-letters that record at stage ``internal`` and the loop goes on
 The batched loop takes up to ``size`` records, waiting at most ``wait_s`` for more
 (:func:`take_batches`: nothing is acked by Faust itself), handles them in order with
 Faust's "current event" set to each, writes the tables' buffered values once per key
-(:class:`app.infra.batch_table.BatchTable`), and only then acks every record of the batch.
-If the tables cannot be written, the process exits at once (status 70): acking would
+(:class:`app.infra.batch_table.BatchTable`), hands the batch's sends to the producer
+(:mod:`app.infra.send_batches`: one producer batch per topic partition, changelog records
+included), and only then acks every record of the batch. If the tables cannot be written
+or the producer refuses the sends, the process exits at once (status 70): acking would
 lose the batch, and an agent restarted in place would leave it unacked and the partition
 stuck; a restarted worker gets the records again.
 """
@@ -120,8 +122,9 @@ def batch_loop(
     wait_s: float,
     sending: Callable[[], AbstractAsyncContextManager[None]] = contextlib.nullcontext,
 ) -> Callable[[StreamT[bytes]], AsyncIterator[None]]:
-    """``sending`` wraps the handling of each batch: the outbox's ``batched`` hands the
-    batch's records to the producer as it ends, before the tables are written."""
+    """``sending`` wraps the handling and the table writes of each batch: the outbox's
+    ``batched`` hands the batch's records (changelog records included) to the producer as
+    it ends, before the batch is acked."""
 
     async def agent(stream: StreamT[bytes]) -> AsyncIterator[None]:
         async for events in take_batches(stream, size, wait_s):
@@ -129,9 +132,9 @@ def batch_loop(
                 async with sending():
                     for event in events:
                         await handle_record(name, event, outbox, handle)
+                    flush(tables)  # changelog records join the batch's sends
             except SendFailed:
                 _exit_unacked("cannot hand the batch's records to the producer")
-            flush(tables)
             await ack(stream, events)
             yield None
 

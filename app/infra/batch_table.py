@@ -26,7 +26,9 @@ from contextlib import contextmanager
 from typing import Any
 
 from faust.streams import _current_event
-from faust.types import EventT
+from faust.types import TP, EventT
+
+from app.infra import send_batches
 
 _DELETED = object()
 
@@ -116,14 +118,59 @@ class BatchTable(MutableMapping[bytes, bytes]):
             if entry[0] is not _DELETED:
                 self._made(key, entry)  # every value made before any is written
         pending, self._pending = self._pending, {}
+        sends = send_batches.current()
+        changelog = self._changelog(sends) if sends is not None else None
         for key, (value, event) in pending.items():
             with handling(event) if event is not None else _nothing():
+                if changelog is not None and event is not None:
+                    assert sends is not None
+                    if self._write_store(sends, changelog, key, value, event):
+                        continue
                 if value is _DELETED:
                     if key in self.table:
                         del self.table[key]
                 else:
                     self.table[key] = value
         self.flushed_keys = len(pending)
+
+    def _changelog(self, sends: send_batches.SendBatches) -> str | None:
+        """The changelog topic of a Faust table (None for a plain mapping), listened to
+        for the offsets its store keeps."""
+        topic = getattr(self.table, "changelog_topic", None)
+        if topic is None:
+            return None
+        name: str = topic.get_topic_name()
+        if name not in sends.listeners:
+            store = self.table.data
+            sends.listeners[name] = lambda p, offset: store.set_persisted_offset(
+                TP(name, p), offset
+            )
+        return name
+
+    def _write_store(
+        self,
+        sends: send_batches.SendBatches,
+        changelog: str,
+        key: bytes,
+        value: object,
+        event: EventT[Any],
+    ) -> bool:
+        """Write the table's store (RocksDB) and append the changelog record to the
+        batch's sends, as Faust's table write does with a send of its own per record
+        (``Table.on_key_set``; its per-key TTL is for windowed tables, which these are
+        not). False: the record joins no batch, so the table writes it as Faust does."""
+        store = self.table.data
+        if value is _DELETED and key not in store:
+            return True
+        record = None if value is _DELETED else value
+        assert record is None or isinstance(record, bytes)
+        if sends.append(changelog, key, record, partition=event.message.partition) is None:
+            return False
+        if record is None:
+            del store[key]
+        else:
+            store[key] = record
+        return True
 
 
 def _event() -> EventT[Any] | None:

@@ -11,7 +11,6 @@ import logging
 import ssl
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,7 @@ from faust.types import TP, ProducerT, StreamT
 
 from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
-from app.infra import agent_loop, faust_transport, log_context, topics, tracing
+from app.infra import agent_loop, faust_transport, log_context, send_batches, topics, tracing
 from app.infra.agent_loop import Handle
 from app.infra.avro import register_faust_codecs
 from app.infra.batch_table import BatchTable
@@ -49,9 +48,6 @@ TIMER_INTERVAL_S = 0.5
 # from 4.9 to 1.5 CPU-seconds and the run from 282 to 443 instances/s; 20 ms added latency.
 LOCAL_PRODUCER_LINGER_S = 0.010
 PROCESSED_TTL_S = 7 * 24 * 3600  # answers to commands are kept as long as command topics
-# The send batches of the task handling a reducer batch (FaustOutbox.batched); other tasks
-# see None and send record by record.
-_SEND_BATCHES: ContextVar[SendBatches | None] = ContextVar("omninode_send_batches", default=None)
 
 
 class FaustOutbox:
@@ -89,7 +85,7 @@ class FaustOutbox:
         name = self._names.get(topic)
         if name is None:
             name = self._names[topic] = self.topic(topic).get_topic_name()
-        batches = _SEND_BATCHES.get()
+        batches = send_batches.current()
         if batches is not None:
             delivered = batches.append(name, key, value, headers)
             if delivered is not None:
@@ -114,17 +110,14 @@ class FaustOutbox:
             return
         if self._send_batches is None:
             self._send_batches = SendBatches(producer.aiokafka_producer())
-        token = _SEND_BATCHES.set(self._send_batches)
-        try:
+        with send_batches.sending_in(self._send_batches):
             yield
-        finally:
-            _SEND_BATCHES.reset(token)
         await self._send_batches.submit()
 
     async def submit_batched(self) -> None:
         """Hand what this task's batch appended so far to the producer (before a commit:
         the producer's flush covers only what it holds)."""
-        batches = _SEND_BATCHES.get()
+        batches = send_batches.current()
         if batches is not None:
             await batches.submit()
 
@@ -300,8 +293,10 @@ def _consume(
     agent: Callable[[StreamT[bytes]], AsyncIterator[None]]
     if batch is None:
         agent = agent_loop.record_loop(name, outbox, handle, concurrency)
-    else:
+    elif batch[1] > 1:
         agent = agent_loop.batch_loop(name, outbox, handle, *batch, sending=outbox.batched)
+    else:  # one record per batch: a producer batch of its own would only wait for the last
+        agent = agent_loop.batch_loop(name, outbox, handle, *batch)
     # One actor: a record loop runs its own concurrency (Faust's concurrency=N actors
     # would each pay Faust's per-record stream iterator).
     app.agent(channel, name=f"omninode.{name}")(agent)

@@ -53,14 +53,15 @@ batch:
    within the batch (step 4, 4') hands what was appended to the producer first.
 6. Write the instance's armed timers to the timer table when they changed
    (``store.save_timers``; the row is deleted when none are left).
-7. After the batch's last record: hand the batch's records to the producer (if it refuses
-   them, the process exits unacked); write each instance's buffered value and timers once
-   (one RocksDB write and one changelog record per instance per batch, on the instance's
-   partition; a value is compressed here, so once per instance per batch); then ack every
-   record of the batch. Faust commits on its commit interval: it
-   first flushes the producer (changelog, journal, commands, timers and dead letters are all
-   acknowledged by the broker; ``faust_transport`` makes that flush a true barrier), then
-   commits the consumer offsets, then stores the table offsets in RocksDB. Stored outputs
+7. After the batch's last record: write each instance's buffered value and timers once (one
+   RocksDB write and one changelog record per instance per batch, on the instance's
+   partition; a value is compressed here, so once per instance per batch; the changelog
+   records join the batch's sends); hand the batch's sends to the producer (if it refuses
+   them, the process exits unacked); then ack every record of the batch. Faust commits
+   on its commit interval: it first flushes the producer (changelog, journal, commands,
+   timers and dead letters are all acknowledged by the broker; ``faust_transport`` makes
+   that flush a true barrier), then commits the consumer offsets. The table offsets in
+   RocksDB follow the changelog's acknowledgements. Stored outputs
    whose source offset is below the committed offset, or whose every record the broker has
    acknowledged (``KafkaStepOutbox`` tells ``store.delivered``), are dropped at the
    instance's next write; an unconfirmed output is never dropped.
@@ -220,8 +221,8 @@ class Reducer:
         if before is None or before.timers != after.timers:
             self.store.save_timers(instance, after)
         self.stats.applied += 1
-        # 7. The batch loop hands the batch's sends to the producer, writes the buffered
-        # tables, then acks the batch.
+        # 7. The batch loop writes the buffered tables, hands the batch's sends to the
+        # producer, then acks the batch.
 
     def _observe(self, event: Event, result: StepResult, seconds: float) -> None:
         metrics = self.metrics

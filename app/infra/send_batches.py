@@ -20,9 +20,11 @@ cover it: whoever commits during a batch submits first (faust_app's ``commit``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -33,6 +35,11 @@ KEY_HASHES_KEPT = 100_000  # instance keys whose murmur2 is remembered
 # A larger record is sent on its own, through ``send``, which checks it against the
 # producer's request size (a builder takes any record while it is empty).
 BATCHED_RECORD_BYTES = 16_000
+
+
+# Per task, so only the reducer's batch loop appends: other agents' sends in the same
+# process go to the producer at once, as their acks expect.
+_CURRENT: ContextVar[SendBatches | None] = ContextVar("omninode_send_batches", default=None)
 
 
 class SendFailed(Exception):
@@ -66,18 +73,27 @@ class SendBatches:
         # Once a submit failed, every later one fails too: the records of the failed
         # batches are lost to this process, so nothing after them may be acked.
         self.failure: SendFailed | None = None
+        # Per topic: told (partition, offset of the last record) as each batch is
+        # acknowledged (a table keeps its changelog's offset this way).
+        self.listeners: dict[str, Callable[[int, int], None]] = {}
 
     def append(
-        self, topic: str, key: bytes | None, value: bytes, headers: Headers = None
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        headers: Headers = None,
+        partition: int | None = None,
     ) -> asyncio.Future[object] | None:
-        """The future of the producer batch ``value`` joined; None if it joined none (the
-        caller sends it on its own)."""
-        if key is None or len(key) + len(value) > BATCHED_RECORD_BYTES:
+        """The future of the producer batch the record joined; None if it joined none
+        (the caller sends it on its own). ``value`` None is a tombstone; ``partition``
+        None is the key's."""
+        if key is None or len(key) + len(value or b"") > BATCHED_RECORD_BYTES:
             return None
         partitions = self.producer.client.cluster.partitions_for_topic(topic)
-        if not partitions:
+        if not partitions or (partition is not None and partition not in partitions):
             return None
-        where = (topic, _key_hash(key) % len(partitions))
+        where = (topic, _key_hash(key) % len(partitions) if partition is None else partition)
         batch = self._open.get(where)
         for _ in range(2):  # the open batch, then a new one if that one is full
             if batch is not None and _appended(batch.builder, key, value, headers):
@@ -118,10 +134,33 @@ class SendBatches:
                 for unsent in batches[n:]:
                     unsent.delivered.set_exception(self.failure)
                 raise self.failure from exc
-            sent.add_done_callback(lambda done, batch=batch: _settle(batch.delivered, done))
+            sent.add_done_callback(partial(self._acknowledged, batch))
+
+    def _acknowledged(self, batch: _Batch, done: asyncio.Future[Any]) -> None:
+        _settle(batch.delivered, done)
+        listener = self.listeners.get(batch.topic)
+        if listener is not None and not done.cancelled() and done.exception() is None:
+            metadata = done.result()
+            if metadata is not None:
+                listener(batch.partition, metadata.offset + batch.builder.record_count() - 1)
 
 
-def _appended(builder: Any, key: bytes, value: bytes, headers: Headers) -> bool:
+def current() -> SendBatches | None:
+    """The send batches of the task running now (None: its sends go one by one)."""
+    return _CURRENT.get()
+
+
+@contextmanager
+def sending_in(batches: SendBatches) -> Iterator[None]:
+    """Within, this task's keyed sends join ``batches`` (``current()``)."""
+    token = _CURRENT.set(batches)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def _appended(builder: Any, key: bytes, value: bytes | None, headers: Headers) -> bool:
     return builder.append(timestamp=None, key=key, value=value, headers=headers or []) is not None
 
 
