@@ -34,8 +34,8 @@ def bounded_step(chart: Chart, snapshot: Snapshot | None, event: Event) -> StepR
         return result
     text = dumps(result.snapshot)
     problem = size_problem(chart, text, result)
-    if problem is None:
-        return replace(result, snapshot_json=text)
+    if problem is None:  # a constructor call, not dataclasses.replace: once per step
+        return StepResult(result.snapshot, result.commands, result.trace, text, result.messages)
     if snapshot is None:  # a $start whose data alone is too large: no instance
         refused = StepResult(None, (), StepTrace("rejected", event.type, None, problem))
         return with_parent_answer(None, event, refused, chart.limits.result_bytes)

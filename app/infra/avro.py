@@ -88,7 +88,9 @@ class AvroCodec(codecs.Codec):
         buffer = io.BytesIO()
         buffer.write(self._header)
         try:
-            fastavro.schemaless_writer(buffer, self.schema, dict(record))
+            fastavro.schemaless_writer(
+                buffer, self.schema, record if type(record) is dict else dict(record)
+            )
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise AvroDecodeError(f"cannot encode {self.name}: {exc}") from exc
         return buffer.getvalue()

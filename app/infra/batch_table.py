@@ -31,6 +31,7 @@ from faust.types import TP, EventT
 from app.infra import send_batches
 
 _DELETED = object()
+RAW = ("raw", "raw")  # the serializers of a table of bytes
 
 
 @contextmanager
@@ -134,10 +135,10 @@ class BatchTable(MutableMapping[bytes, bytes]):
         self.flushed_keys = len(pending)
 
     def _changelog(self, sends: send_batches.SendBatches) -> str | None:
-        """The changelog topic of a Faust table (None for a plain mapping), listened to
-        for the offsets its store keeps."""
+        """The changelog topic of a Faust table of raw bytes (None for a plain mapping or
+        other serializers), listened to for the offsets its store keeps."""
         topic = getattr(self.table, "changelog_topic", None)
-        if topic is None:
+        if topic is None or (self.table.key_serializer, self.table.value_serializer) != RAW:
             return None
         name: str = topic.get_topic_name()
         if name not in sends.listeners:
@@ -166,10 +167,11 @@ class BatchTable(MutableMapping[bytes, bytes]):
         assert record is None or isinstance(record, bytes)
         if sends.append(changelog, key, record, partition=event.message.partition) is None:
             return False
+        # The store's own methods: its mapping interface would serialize raw bytes as raw.
         if record is None:
-            del store[key]
+            store._del(key)
         else:
-            store[key] = record
+            store._set(key, record)
         return True
 
 

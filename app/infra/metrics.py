@@ -51,6 +51,8 @@ class Metrics:
     commands: Counter = field(init=False)
     handler_seconds: Histogram = field(init=False)
     known_workflows: set[str] = field(default_factory=set)
+    # The events counter's children of known workflows, by workflow and outcome.
+    _event_children: dict[tuple[str, str], Counter] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         r = self.registry
@@ -78,7 +80,13 @@ class Metrics:
         return workflow if workflow in self.known_workflows else UNKNOWN
 
     def event(self, workflow: str, outcome: str) -> None:
-        self.events.labels(self.workflow_label(workflow), outcome).inc()
+        # The labelled child looked up once per known workflow and outcome, not per event.
+        child = self._event_children.get((workflow, outcome))
+        if child is None:
+            child = self.events.labels(self.workflow_label(workflow), outcome)
+            if workflow in self.known_workflows:
+                self._event_children[(workflow, outcome)] = child
+        child.inc()
 
 
 @cache

@@ -67,7 +67,8 @@ def utc_now() -> str:
 
 def event_record(event: Event, seq: int | None = None) -> dict[str, Any]:
     """The envelope's own dict, with the payload as JSON text and the journal's seq."""
-    return {**event.to_dict(), "seq": seq, "payload": canonical_json(dict(event.payload))}
+    payload = canonical_json(dict(event.payload)) if event.payload else "{}"
+    return {**event.to_dict(), "seq": seq, "payload": payload}
 
 
 def event_from_record(record: dict[str, Any], max_depth: int = DEFAULT_LIMITS.json_depth) -> Event:

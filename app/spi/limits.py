@@ -65,12 +65,18 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# One decoder: json.loads builds a new one per call when given hooks.
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def strict_json_loads(text: str | bytes) -> Any:
     """``json.loads`` that refuses what JSON is not: NaN, Infinity, and numbers beyond a
     float's range (ValueError with the reason). Nesting is the caller's to bound
     (:func:`json_problem`); a document nested past the interpreter's stack raises
     RecursionError."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    if isinstance(text, bytes | bytearray):
+        text = text.decode(json.detect_encoding(text), "surrogatepass")
+    return _STRICT_DECODER.decode(text)
 
 
 def canonical_json(value: Any) -> str:
