@@ -82,8 +82,6 @@ from dataclasses import dataclass
 from functools import partial
 from time import perf_counter
 
-from aiokafka.partitioner import murmur2
-
 from app.core.interpreter import StepResult
 from app.core.ports import InstanceStore, StoredInstance
 from app.core.router import ChartRegistry
@@ -91,6 +89,7 @@ from app.infra import log_context, tracing
 from app.infra.decoding import decoded
 from app.infra.metrics import Metrics
 from app.infra.outbox import routed_records, step_output
+from app.infra.send_batches import key_hash
 from app.infra.wire import decode_event
 from app.spi.envelopes import Event
 from app.spi.limits import DEFAULT_LIMITS, Limits
@@ -269,5 +268,4 @@ class Reducer:
 
 def partition_of(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner puts ``key`` on (Java's, aiokafka's)."""
-    hashed: int = murmur2(key)
-    return (hashed & 0x7FFFFFFF) % partitions
+    return key_hash(key) % partitions

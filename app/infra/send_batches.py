@@ -47,8 +47,10 @@ class SendFailed(Exception):
 
 
 @lru_cache(maxsize=KEY_HASHES_KEPT)
-def _key_hash(key: bytes) -> int:
-    # aiokafka's murmur2 is pure Python; an instance's key is hashed for each of its records
+def key_hash(key: bytes) -> int:
+    """Kafka's default partitioner's hash of ``key`` (partition: this modulo the count).
+    aiokafka's murmur2 is pure Python, and an instance's key is hashed for each of its
+    records: the hashes of recent keys are kept."""
     hashed: int = murmur2(key) & 0x7FFFFFFF
     return hashed
 
@@ -93,7 +95,7 @@ class SendBatches:
         partitions = self.producer.client.cluster.partitions_for_topic(topic)
         if not partitions or (partition is not None and partition not in partitions):
             return None
-        where = (topic, _key_hash(key) % len(partitions) if partition is None else partition)
+        where = (topic, key_hash(key) % len(partitions) if partition is None else partition)
         batch = self._open.get(where)
         for _ in range(2):  # the open batch, then a new one if that one is full
             if batch is not None and _appended(batch.builder, key, value, headers):
