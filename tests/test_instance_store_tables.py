@@ -77,10 +77,12 @@ def test_the_timer_row_is_the_json_list_of_the_instances_armed_timers() -> None:
 
 
 def test_a_timer_row_names_the_state_and_index_in_its_event() -> None:
-    row = [{"id": "t", "deadline": "D", "event": "$after.p.q.3", "instance_id": "i"}]
+    deadline = "2026-01-01T00:01:00Z"
+    row = [{"id": "t", "deadline": deadline, "event": "$after.p.q.3", "instance_id": "i"}]
     row[0]["workflow_type"] = "w"
     (armed,) = decode_timers(json.dumps(row).encode())
-    assert armed == ArmedTimer("w", "i", Timer("t", "D", "$after.p.q.3", "p.q", 3))
+    assert armed == ArmedTimer("w", "i", Timer("t", deadline, "$after.p.q.3", "p.q", 3))
+    assert armed.deadline_ms == 1_767_225_660_000
 
 
 def test_the_store_writes_the_bytes_of_the_format() -> None:
@@ -244,3 +246,21 @@ def test_a_store_whose_cache_is_current_reads_the_table_again_only_after_forget(
     store.forget()
     assert store.load("w:i") == StoredInstance(snapshot, (OUTPUT,))
     assert table.reads == 1
+
+
+def test_a_store_whose_cache_is_current_keeps_the_armed_timers_until_forget() -> None:
+    """The timer service asks every half second: the rows are decoded once, kept up to
+    date by this store's writes, and read again after a rebalance (forget)."""
+    timers: dict[bytes, bytes] = {}
+    store = TableInstanceStore({}, timers, cache_is_current=True)
+    snapshot, _ = started()
+    store.save_timers("w:i", snapshot)
+    assert store.armed_timers() == list(decode_timers(timers[b"w:i"]))
+    other = dataclasses.replace(snapshot, instance_id="j")
+    timers[b"w:j"] = encode_timers(other)  # a restore under the store
+    assert {t.instance_id for t in store.armed_timers()} == {"i"}
+    store.forget()
+    assert {t.instance_id for t in store.armed_timers()} == {"i", "j"}
+    store.save_timers("w:i", dataclasses.replace(snapshot, timers=()))  # none left: deleted
+    assert {t.instance_id for t in store.armed_timers()} == {"j"} and b"w:i" not in timers
+    assert all(t.deadline_ms > 0 for t in store.armed_timers())

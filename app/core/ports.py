@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from app.core.durations import parse_instant_ms
 from app.core.snapshot import Snapshot, Timer
 from app.spi.ports import StepOutput
 
@@ -52,6 +53,12 @@ class ArmedTimer:
     workflow_type: str
     instance_id: str
     timer: Timer
+    # The deadline in ms since the epoch, parsed once (the timer service compares it on
+    # every scan).
+    deadline_ms: int = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "deadline_ms", parse_instant_ms(self.timer.deadline))
 
 
 def armed_timers(snapshot: Snapshot) -> tuple[ArmedTimer, ...]:

@@ -209,6 +209,8 @@ class TableInstanceStore:
         self._commit = commit
         self._cache_size = cache_size
         self._cache_is_current = cache_is_current
+        # The armed timers by key, decoded (only while the cache is current).
+        self._timer_index: dict[bytes, tuple[ArmedTimer, ...]] | None = None
         # Decoded values of the instances touched last, so a hot instance's value is
         # neither parsed nor encoded again on every event; a hit needs equal bytes.
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
@@ -238,6 +240,7 @@ class TableInstanceStore:
         rebalance restores partitions from their changelogs)."""
         self._cache.clear()
         self._last = None
+        self._timer_index = None
 
     def _saved_in_batch(self, name: bytes, entry: _Entry) -> bool:
         deferring = self._deferring
@@ -289,21 +292,33 @@ class TableInstanceStore:
 
     def save_timers(self, key: str, snapshot: Snapshot) -> None:
         name = key.encode()
+        index = self._timer_index
         if snapshot.timers:
             self._set(self.timers, name, encode_timers(snapshot))
+            if index is not None:
+                index[name] = armed_timers(snapshot)
             return
         try:
             if name in self.timers:
                 del self.timers[name]
         except Exception as exc:
             raise _unavailable("delete from", exc) from exc
+        if index is not None:
+            index.pop(name, None)
 
     def armed_timers(self) -> list[ArmedTimer]:
-        try:
-            rows = list(self.timers.items())
-        except Exception as exc:
-            raise _unavailable("read from", exc) from exc
-        return [armed for _, value in rows for armed in decode_timers(value)]
+        """From the timer table; a store whose cache is current keeps them decoded (the
+        timer service asks every half second) and reads the table again after forget."""
+        index = self._timer_index
+        if index is None:
+            try:
+                rows = list(self.timers.items())
+            except Exception as exc:
+                raise _unavailable("read from", exc) from exc
+            index = {name: decode_timers(value) for name, value in rows}
+            if self._cache_is_current:
+                self._timer_index = index
+        return [armed for timers in index.values() for armed in timers]
 
     def _encode(self, name: bytes, stored: StoredInstance) -> _Entry:
         """The entry of ``stored`` (the loaded value itself keeps its bytes), not yet

@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from app.core.durations import parse_instant_ms
 from app.core.ports import ArmedTimer
 from app.core.snapshot import timer_firing
 from app.infra import topics
@@ -38,7 +37,7 @@ class TimerService:
         for each in armed:
             timer = each.timer
             present.add(timer.id)
-            if timer.id in self._sent or parse_instant_ms(timer.deadline) > now_ms:
+            if timer.id in self._sent or each.deadline_ms > now_ms:
                 continue
             event = timer_firing(each.workflow_type, each.instance_id, timer)
             key = instance_key(each.workflow_type, each.instance_id).encode()
