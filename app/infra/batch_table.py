@@ -34,14 +34,20 @@ _DELETED = object()
 RAW = ("raw", "raw")  # the serializers of a table of bytes
 
 
-@contextmanager
-def handling(event: EventT[Any]) -> Iterator[None]:
-    """Make ``event`` Faust's current event (table reads and writes use its partition)."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
+class handling:
+    """Make ``event`` Faust's current event (table reads and writes use its partition). A
+    class, not a generator: it wraps every record the reducer handles."""
+
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, event: EventT[Any]) -> None:
+        self._event = event
+
+    def __enter__(self) -> None:
+        self._token = _current_event.set(weakref.ref(self._event))
+
+    def __exit__(self, *exc: object) -> None:
+        _current_event.reset(self._token)
 
 
 class BatchTable(MutableMapping[bytes, bytes]):

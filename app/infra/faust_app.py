@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from faust.types import TP, ProducerT, StreamT
+from faust.types import TP, AppT, Message, ProducerT, StreamT
 
 from app.core.handlers import HandlerRegistry, default_handlers
 from app.core.router import ChartRegistry
@@ -276,6 +276,27 @@ def _table(app: faust.App, name: str, partitions: int, ttl: int | None = None) -
     return app.Table(name, partitions=partitions, key_type=bytes, value_type=bytes, options=options)
 
 
+class RawSchema(faust.Schema[bytes, bytes]):
+    """Keys and values as the bytes on the wire, like Faust's ``raw`` codec, without the two
+    serializer-registry lookups per record that Faust's schema makes to apply it (every
+    agent decodes its records itself, dead-lettering what it cannot)."""
+
+    def compile(
+        self,
+        app: AppT,
+        *,
+        on_key_decode_error: Any = None,
+        on_value_decode_error: Any = None,
+        default_propagate: bool = False,
+    ) -> Any:
+        create_event = app.create_event
+
+        async def decode(message: Message, *, propagate: bool = default_propagate) -> Any:
+            return create_event(message.key, message.value, message.headers, message)
+
+        return decode
+
+
 def _consume(
     app: faust.App,
     outbox: FaustOutbox,
@@ -289,7 +310,7 @@ def _consume(
     size, wait), in batches whose table writes are coalesced."""
     logical = (topic_names,) if isinstance(topic_names, str) else topic_names
     real_names = [outbox.topic(t).get_topic_name() for t in logical]
-    channel = app.topic(*real_names, key_serializer="raw", value_serializer="raw")
+    channel = app.topic(*real_names, schema=RawSchema(key_serializer="raw", value_serializer="raw"))
     agent: Callable[[StreamT[bytes]], AsyncIterator[None]]
     if batch is None:
         agent = agent_loop.record_loop(name, outbox, handle, concurrency)

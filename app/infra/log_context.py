@@ -11,8 +11,7 @@ want them as fields (a log record factory, installed once when the app is built)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
@@ -21,14 +20,24 @@ _correlation: ContextVar[str | None] = ContextVar("omninode_correlation", defaul
 MAX_CHARS = 200  # keys and ids come from the wire: a line stays short
 
 
-@contextmanager
-def handling(key: bytes | None) -> Iterator[None]:
-    """While one record is handled: its key (the correlation id is set later, if known)."""
-    key_token = _key.set(key.decode("utf-8", "replace")[:MAX_CHARS] if key else None)
-    correlation_token = _correlation.set(None)
-    try:
-        yield
-    finally:
+class handling:
+    """While one record is handled: its key (the correlation id is set later, if known).
+    A class, not a generator: it wraps every record an agent handles."""
+
+    __slots__ = ("_key", "_tokens")
+
+    def __init__(self, key: bytes | None) -> None:
+        self._key = key
+
+    def __enter__(self) -> None:
+        key = self._key
+        self._tokens = (
+            _key.set(key.decode("utf-8", "replace")[:MAX_CHARS] if key else None),
+            _correlation.set(None),
+        )
+
+    def __exit__(self, *exc: object) -> None:
+        key_token, correlation_token = self._tokens
         _key.reset(key_token)
         _correlation.reset(correlation_token)
 

@@ -15,11 +15,12 @@ Re-sent outputs (a redelivery) and timer firings carry no context: they start ne
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 Headers = Sequence[tuple[str, bytes]] | Mapping[str, bytes] | None
 _state: dict[str, Any] = {"tracer": None}
+_NO_SPAN: AbstractContextManager[None] = nullcontext()
 
 
 def activate(provider: Any = None) -> bool:
@@ -40,14 +41,19 @@ def deactivate() -> None:
     _state["tracer"] = None
 
 
-@contextmanager
-def consumed(name: str, headers: Headers, source: tuple[str, int, int]) -> Iterator[None]:
+def consumed(
+    name: str, headers: Headers, source: tuple[str, int, int]
+) -> AbstractContextManager[None]:
     """A span for handling one consumed record (``source``: topic, partition, offset),
-    child of the context its headers carry."""
+    child of the context its headers carry; nothing while no tracer records."""
+    if _state["tracer"] is None:
+        return _NO_SPAN
+    return _consumed_span(name, headers, source)
+
+
+@contextmanager
+def _consumed_span(name: str, headers: Headers, source: tuple[str, int, int]) -> Iterator[None]:
     tracer = _state["tracer"]
-    if tracer is None:
-        yield
-        return
     from opentelemetry.propagate import extract  # noqa: PLC0415
 
     carrier = {k: v.decode("latin-1") for k, v in _pairs(headers)}
