@@ -193,20 +193,24 @@ def test_a_batch_is_handled_then_written_then_acked_and_a_bug_is_a_dead_letter()
     assert len(outbox.on("omninode.deadletters")) == 1  # the bug: record 2, stage internal
 
 
-def test_tables_that_cannot_be_written_end_the_process_unacked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    exits: list[int] = []
+@pytest.fixture
+def exits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """agent_loop's ``os._exit``, replaced: each status is kept and SystemExit raised."""
+    statuses: list[int] = []
 
+    def fake_exit(status: int) -> None:
+        statuses.append(status)
+        raise SystemExit(status)
+
+    monkeypatch.setattr(agent_loop.os, "_exit", fake_exit)
+    return statuses
+
+
+def test_tables_that_cannot_be_written_end_the_process_unacked(exits: list[int]) -> None:
     class Broken(BatchTable):
         def flush(self) -> None:
             raise OSError("disk full")
 
-    def fake_exit(status: int) -> None:
-        exits.append(status)
-        raise SystemExit(status)
-
-    monkeypatch.setattr(agent_loop.os, "_exit", fake_exit)
     log: list[str] = []
     stream = FakeStream([event(0, 1)], log)
 
@@ -264,16 +268,7 @@ def test_a_batch_s_tables_are_written_then_its_sends_handed_over_then_it_is_acke
     ]
 
 
-def test_sends_the_producer_refuses_end_the_process_unacked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    exits: list[int] = []
-
-    def fake_exit(status: int) -> None:
-        exits.append(status)
-        raise SystemExit(status)
-
-    monkeypatch.setattr(agent_loop.os, "_exit", fake_exit)
+def test_sends_the_producer_refuses_end_the_process_unacked(exits: list[int]) -> None:
     log: list[str] = []
 
     async def handle(key: bytes | None, value: bytes | None, source: Source) -> None:
@@ -486,15 +481,8 @@ def test_a_pooled_loop_writes_tables_and_hands_over_sends_before_it_acks() -> No
 
 
 def test_a_pooled_loop_whose_sends_the_producer_refuses_ends_the_process_unacked(
-    monkeypatch: pytest.MonkeyPatch,
+    exits: list[int],
 ) -> None:
-    exits: list[int] = []
-
-    def fake_exit(status: int) -> None:
-        exits.append(status)
-        raise SystemExit(status)
-
-    monkeypatch.setattr(agent_loop.os, "_exit", fake_exit)
     log: list[str] = []
     only = event(0, 1)
     stream = RunningStream([only], log)
