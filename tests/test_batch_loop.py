@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from faust.streams import current_event
 
-from app.infra import agent_loop, send_batches
+from app.infra import agent_loop
 from app.infra.batch_table import BatchTable, handling
 from app.infra.outbox import Source
 from app.infra.send_batches import SendFailed
@@ -429,77 +429,3 @@ def test_take_batches_ends_when_faust_throws_stop_iteration_into_the_queue() -> 
         return batches
 
     assert asyncio.run(drive()) == []  # ended, not crashed
-
-
-class LoggedBatches:
-    """Send batches that log what the hand-over does with them."""
-
-    def __init__(self, log: list[str], fail: bool = False) -> None:
-        self.log, self.fail = log, fail
-
-    async def submit(self) -> None:
-        if self.fail:
-            raise SendFailed("cannot send to results[0]: KafkaTimeoutError()")
-        self.log.append("handed to the producer")
-
-
-def test_a_pooled_loop_writes_tables_and_hands_over_sends_before_it_acks() -> None:
-    """Records that finish together are handed over together: tables written, sends
-    handed to the producer, then acked; each record's sends see the loop's batches."""
-    log: list[str] = []
-    events = [event(0, n) for n in range(1, 5)]
-    stream = RunningStream(events, log)
-    table = FlushLog(log)
-    batches = LoggedBatches(log)
-    seen: list[object] = []
-
-    async def handle(key: bytes | None, value: bytes | None, source: Source) -> None:
-        seen.append(send_batches.current())
-        table[b"k%d" % source[2]] = b"answer"
-        log.append(f"handle {source[2]}")
-
-    async def batching() -> Any:
-        return batches
-
-    async def drive() -> None:
-        loop = agent_loop.record_loop(
-            "commands.default", ListOutbox(), handle, 4, tables=(table,), batching=batching
-        )
-        agent = running_agent(loop, stream)
-        while not all(e.acked for e in events):
-            await asyncio.sleep(0.005)
-        agent.cancel()
-
-    asyncio.run(drive())
-    assert seen == [batches] * 4
-    for n in range(1, 5):
-        handled, acked = log.index(f"handle {n}"), log.index(f"ack {n}")
-        flushed = log.index("flush", handled)
-        assert handled < flushed < log.index("handed to the producer", flushed) < acked
-    assert log.count("handed to the producer") < 4  # records that finished together: one
-    assert table.table == {b"k%d" % n: b"answer" for n in range(1, 5)}
-
-
-def test_a_pooled_loop_whose_sends_the_producer_refuses_ends_the_process_unacked(
-    exits: list[int],
-) -> None:
-    log: list[str] = []
-    only = event(0, 1)
-    stream = RunningStream([only], log)
-
-    async def handle(key: bytes | None, value: bytes | None, source: Source) -> None:
-        log.append(f"handle {source[2]}")
-
-    async def batching() -> Any:
-        return LoggedBatches(log, fail=True)
-
-    async def drive() -> None:
-        loop = agent_loop.record_loop(
-            "commands.default", ListOutbox(), handle, 2, batching=batching
-        )
-        running_agent(loop, stream)
-        await asyncio.sleep(10)  # the hand-over's exit ends the run
-
-    with pytest.raises(SystemExit):
-        asyncio.run(drive())
-    assert exits == [70] and not only.acked and log == ["handle 1"]

@@ -22,20 +22,19 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 from faust.types import EventT, StreamT
 
-from app.infra import batch_table, log_context, send_batches, tracing
+from app.infra import batch_table, log_context, tracing
 from app.infra.outbox import Outbox, Source, send_dead_letter
-from app.infra.send_batches import SendBatches, SendFailed
+from app.infra.send_batches import SendFailed
 
 log = logging.getLogger("omninode")
 Handle = Callable[[bytes | None, bytes | None, Source], Coroutine[Any, Any, None]]
-Batching = Callable[[], Awaitable[SendBatches | None]]
 EX_SOFTWARE = 70
 RECORDS_PER_TAKE = 500  # one-at-a-time agents: records taken from the queue at once
 
@@ -56,15 +55,8 @@ async def handle_record(name: str, event: EventT[bytes], outbox: Outbox, handle:
         await send_dead_letter(outbox, reason, "internal", source, message.key, message.value)
 
 
-def record_loop(
-    name: str,
-    outbox: Outbox,
-    handle: Handle,
-    concurrency: int = 1,
-    tables: Sequence[batch_table.BatchTable] = (),
-    batching: Batching | None = None,
-) -> RecordLoop:
-    return RecordLoop(name, outbox, handle, concurrency, tuple(tables), batching)
+def record_loop(name: str, outbox: Outbox, handle: Handle, concurrency: int = 1) -> RecordLoop:
+    return RecordLoop(name, outbox, handle, concurrency)
 
 
 @dataclass(frozen=True)
@@ -78,21 +70,12 @@ class RecordLoop:
     nothing more is taken meanwhile), and is acked when done: Faust commits a partition
     only up to its lowest unacked offset, so acks out of order are safe. This replaces
     Faust's ``concurrency=N`` actors, which each pay the iterator per record.
-
-    ``tables`` (write-behind views the handler writes through) are written before a record
-    is acked. With ``batching`` (which gives the agent its send batches as it starts, or
-    None) and more than one slot, a record's sends join per-partition
-    producer batches (:mod:`app.infra.send_batches`), and the records that finish in the
-    same pass of the event loop are handed over together (:class:`_Handover`): tables
-    written, sends handed to the producer, then acked.
     """
 
     name: str
     outbox: Outbox
     handle: Handle
     concurrency: int = 1
-    tables: tuple[batch_table.BatchTable, ...] = ()
-    batching: Batching | None = None
 
     def __call__(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
         return self._in_order(stream) if self.concurrency <= 1 else self._pooled(stream)
@@ -106,72 +89,28 @@ class RecordLoop:
     async def _pooled(self, stream: StreamT[bytes]) -> AsyncIterator[None]:
         slots = asyncio.Semaphore(self.concurrency)
         running: set[asyncio.Task[None]] = set()
-        batches = await self.batching() if self.batching is not None else None
-        handover = _Handover(stream, self.tables, batches) if batches is not None else None
 
         async def run(event: EventT[bytes]) -> None:
             try:
-                await handle_record(self.name, event, self.outbox, self.handle)
+                await self._handle_and_ack(stream, event)
             finally:
                 slots.release()
-            if handover is None:
-                flush(self.tables)
-                await ack(stream, (event,))
-            else:
-                handover.add(event)
 
-        # The tasks started here (and the hand-over they start) send into ``batches``.
-        with send_batches.sending_in(batches) if batches is not None else _nothing():
-            try:
-                async for events in take_batches(stream, self.concurrency, 0.0):
-                    for event in events:
-                        await slots.acquire()
-                        task = asyncio.create_task(run(event))
-                        running.add(task)
-                        task.add_done_callback(running.discard)
-                    yield None
-            finally:
-                for task in list(running):  # the agent stops: so do the records it runs
-                    task.cancel()
+        try:
+            async for events in take_batches(stream, self.concurrency, 0.0):
+                for event in events:
+                    await slots.acquire()
+                    task = asyncio.create_task(run(event))
+                    running.add(task)
+                    task.add_done_callback(running.discard)
+                yield None
+        finally:
+            for task in list(running):  # the agent stops: so do the records it runs
+                task.cancel()
 
     async def _handle_and_ack(self, stream: StreamT[bytes], event: EventT[bytes]) -> None:
         await handle_record(self.name, event, self.outbox, self.handle)
-        flush(self.tables)
         await ack(stream, (event,))
-
-
-class _Handover:
-    """The records of a pooled loop that are handled, acked once their table writes and
-    sends are with the producer: every record that finished while the last hand-over ran
-    (or in the same pass of the event loop) goes in the next one."""
-
-    def __init__(
-        self,
-        stream: StreamT[bytes],
-        tables: Sequence[batch_table.BatchTable],
-        batches: SendBatches,
-    ) -> None:
-        self.stream, self.tables, self.batches = stream, tables, batches
-        self.done: list[EventT[bytes]] = []
-        self.running: asyncio.Task[None] | None = None
-
-    def add(self, event: EventT[bytes]) -> None:
-        self.done.append(event)
-        if self.running is None:  # started from a record's task: sends into ``batches``
-            self.running = asyncio.get_running_loop().create_task(self._hand_over())
-
-    async def _hand_over(self) -> None:
-        try:
-            while self.done:
-                events, self.done = self.done, []
-                flush(self.tables)  # their changelog records join the sends
-                try:
-                    await self.batches.submit()
-                except SendFailed:
-                    _exit_unacked("cannot hand the records' sends to the producer")
-                await ack(self.stream, events)
-        finally:
-            self.running = None
 
 
 def batch_loop(
@@ -275,11 +214,6 @@ def flush(tables: Sequence[batch_table.BatchTable]) -> None:
             table.flush()
     except Exception:
         _exit_unacked("cannot write the tables")
-
-
-@contextlib.contextmanager
-def _nothing() -> Iterator[None]:
-    yield
 
 
 def _exit_unacked(why: str) -> None:

@@ -114,16 +114,6 @@ class FaustOutbox:
             yield
         await self._send_batches.submit()
 
-    async def new_send_batches(self) -> SendBatches | None:
-        """Send batches of their own for an agent's tasks (None under exactly-once, whose
-        transactions take records one by one)."""
-        producer = self._producer
-        if producer is None:
-            producer = self._producer = await self._app.maybe_start_producer()
-        if not isinstance(producer, faust_transport.Producer):
-            return None
-        return SendBatches(producer.aiokafka_producer())
-
     async def submit_batched(self) -> None:
         """Hand what this task's batch appended so far to the producer (before a commit:
         the producer's flush covers only what it holds)."""
@@ -252,25 +242,16 @@ def _command_agents(
     processed = _table(app, "processed-commands", partitions, ttl=PROCESSED_TTL_S)
     for queue in queues:
         concurrency = settings.queue_concurrency.get(queue, settings.worker_concurrency)
-        answers = BatchTable(processed)  # written as each record is handed over
         runner = CommandRunner(
             handlers,
             outbox,
-            answers,
+            processed,
             limits=settings.limits,
             concurrency=concurrency,
             kinds=kinds,
         )
         topic = topics.command_topic(queue)
-        loop = agent_loop.record_loop(
-            f"commands.{queue}",
-            outbox,
-            runner.handle,
-            concurrency,
-            tables=(answers,),
-            batching=outbox.new_send_batches,
-        )
-        _consume(app, outbox, topic, f"commands.{queue}", loop)
+        _consume(app, outbox, topic, f"commands.{queue}", concurrency, runner.handle)
 
 
 def _declare_command_topics(
@@ -321,19 +302,25 @@ def _consume(
     outbox: FaustOutbox,
     topic_names: str | tuple[str, ...],
     name: str,
-    agent: Callable[[StreamT[bytes]], AsyncIterator[None]],
+    concurrency: int,
+    handle: Handle,
+    batch: tuple[Sequence[BatchTable], int, float] | None = None,
 ) -> None:
-    """An agent running ``agent`` (one of agent_loop's loops) over the topics' records."""
+    """An agent feeding every record to ``handle`` (agent_loop); with ``batch`` (tables,
+    size, wait), in batches whose table writes are coalesced."""
     logical = (topic_names,) if isinstance(topic_names, str) else topic_names
     real_names = [outbox.topic(t).get_topic_name() for t in logical]
     channel = app.topic(*real_names, schema=RawSchema(key_serializer="raw", value_serializer="raw"))
+    agent: Callable[[StreamT[bytes]], AsyncIterator[None]]
+    if batch is None:
+        agent = agent_loop.record_loop(name, outbox, handle, concurrency)
+    elif batch[1] > 1:
+        agent = agent_loop.batch_loop(name, outbox, handle, *batch, sending=outbox.batched)
+    else:  # one record per batch: a producer batch of its own would only wait for the last
+        agent = agent_loop.batch_loop(name, outbox, handle, *batch)
     # One actor: a record loop runs its own concurrency (Faust's concurrency=N actors
     # would each pay Faust's per-record stream iterator).
     app.agent(channel, name=f"omninode.{name}")(agent)
-
-
-def _record_loop(outbox: FaustOutbox, name: str, handle: Handle) -> agent_loop.RecordLoop:
-    return agent_loop.record_loop(name, outbox, handle)
 
 
 def _reducer_agents(
@@ -371,14 +358,7 @@ def _reducer_agents(
     reducer = Reducer(registry, store, step_outbox, limits, partitions, metrics())
     inbound = (topics.EVENTS, topics.RESULTS)
     tables = (snapshots, timers)
-    size, wait_s = batch
-    if size > 1:
-        loop = agent_loop.batch_loop(
-            "reducer", outbox, reducer.handle, tables, size, wait_s, sending=outbox.batched
-        )
-    else:  # one record per batch: a producer batch of its own would only wait for the last
-        loop = agent_loop.batch_loop("reducer", outbox, reducer.handle, tables, size, wait_s)
-    _consume(app, outbox, inbound, "reducer", loop)
+    _consume(app, outbox, inbound, "reducer", 1, reducer.handle, (tables, *batch))
     service = TimerService(outbox)
 
     async def fire_timers() -> None:
@@ -393,8 +373,6 @@ def _projector_agents(app: faust.App, outbox: FaustOutbox, partitions: int) -> A
     counts = _table(app, "state-counts", partitions)
     index = _table(app, JOURNAL_INDEX_TABLE, partitions)  # the HTTP API's history pages
     projector = InstanceProjector(views, outbox).handle
-    projecting = _record_loop(outbox, "projector", indexed(index, projector))
-    _consume(app, outbox, topics.JOURNAL, "projector", projecting)
-    counting = _record_loop(outbox, "counts", CountsProjector(counts, outbox).handle)
-    _consume(app, outbox, topics.STATE_DELTAS, "counts", counting)
+    _consume(app, outbox, topics.JOURNAL, "projector", 1, indexed(index, projector))
+    _consume(app, outbox, topics.STATE_DELTAS, "counts", 1, CountsProjector(counts, outbox).handle)
     return counts
