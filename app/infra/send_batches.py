@@ -5,10 +5,12 @@ the partitioner, a future per record that the producer resolves one by one) and 
 completion callback of ours (docs/performance.md). While the reducer handles a batch,
 :class:`SendBatches` appends each keyed record to an aiokafka ``BatchBuilder`` of its topic
 partition, the partition aiokafka's default partitioner gives the key (murmur2, like
-Kafka's), and :meth:`SendBatches.submit` hands the builders to the producer
-(``send_batch``) when the batch's records are handled, before its table writes and acks.
-A record's future is its builder's: done when the broker has acknowledged that producer
-batch.
+Kafka's, or the partition given: a table's changelog record goes on its record's), and
+:meth:`SendBatches.submit` hands the builders to the producer (``send_batch``, closed, so
+without the producer's linger) once the batch's records are handled and its tables
+written, before they are acked. A record's future is its builder's: done when the broker
+has acknowledged that producer batch. ``listeners`` hear of each acknowledged batch (the
+tables keep their changelog offsets this way).
 
 A record that cannot be appended goes through ``send`` as before: no key, a topic whose
 partitions the producer does not know yet, a record over ``BATCHED_RECORD_BYTES``.
