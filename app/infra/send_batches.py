@@ -109,10 +109,6 @@ class SendBatches:
             self._batches.append(batch)
         return None
 
-    @property
-    def records(self) -> int:
-        return sum(b.builder.record_count() for b in self._batches)
-
     async def submit(self) -> None:
         """Hand every batch to the producer, in the order they were opened. Raises
         SendFailed (every batch not handed over fails with it too), and again on every
