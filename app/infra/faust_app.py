@@ -90,10 +90,14 @@ class FaustOutbox:
             delivered = batches.append(name, key, value, headers)
             if delivered is not None:
                 return delivered
+        producer = await self._started_producer()
+        return await producer.send(name, key, value, None, None, headers)
+
+    async def _started_producer(self) -> ProducerT:
         producer = self._producer
         if producer is None:
             producer = self._producer = await self._app.maybe_start_producer()
-        return await producer.send(name, key, value, None, None, headers)
+        return producer
 
     @asynccontextmanager
     async def batched(self) -> AsyncIterator[None]:
@@ -102,9 +106,7 @@ class FaustOutbox:
         exception leaves: nothing of the batch is acked then). Other tasks' sends, and
         every send under exactly-once (its transactions take records one by one), go
         straight to the producer as before."""
-        producer = self._producer
-        if producer is None:
-            producer = self._producer = await self._app.maybe_start_producer()
+        producer = await self._started_producer()
         if not isinstance(producer, faust_transport.Producer):
             yield
             return

@@ -80,7 +80,7 @@ def _output(raw: dict[str, Any]) -> StepOutput:
 
 def encode_stored(stored: StoredInstance) -> bytes:
     """The snapshot table's value of ``stored``."""
-    return _value(stored, [output_text(o) for o in stored.outputs])
+    return _compressed(value_text(stored, [output_text(o) for o in stored.outputs]))
 
 
 def value_text(stored: StoredInstance, output_texts: Sequence[str]) -> bytes:
@@ -91,8 +91,8 @@ def value_text(stored: StoredInstance, output_texts: Sequence[str]) -> bytes:
     return f'{{"outputs":[{",".join(output_texts)}],"snapshot":{snapshot}}}'.encode()
 
 
-def _value(stored: StoredInstance, output_texts: Sequence[str]) -> bytes:
-    return zlib.compress(value_text(stored, output_texts), COMPRESSION_LEVEL)
+def _compressed(text: bytes) -> bytes:
+    return zlib.compress(text, COMPRESSION_LEVEL)
 
 
 def decode_stored(data: bytes) -> StoredInstance:
@@ -173,7 +173,7 @@ class _Entry:
     def __call__(self) -> bytes:
         if self.raw is None:
             assert self.text is not None
-            self.raw, self.text = zlib.compress(self.text, COMPRESSION_LEVEL), None
+            self.raw, self.text = _compressed(self.text), None
         return self.raw
 
 
@@ -212,7 +212,8 @@ class TableInstanceStore:
         # The armed timers by key, decoded (only while the cache is current).
         self._timer_index: dict[bytes, tuple[ArmedTimer, ...]] | None = None
         # Decoded values of the instances touched last, so a hot instance's value is
-        # neither parsed nor encoded again on every event; a hit needs equal bytes.
+        # neither parsed nor encoded again on every event; a hit needs equal bytes in the
+        # table, unless the cache is current or the batch holds the entry itself.
         self._cache: OrderedDict[bytes, _Entry] = OrderedDict()
         self._fresh: dict[int, tuple[StepOutput, str]] = {}  # of outputs not saved yet
         self._last: tuple[Sequence[StepOutput], list[str]] | None = None
